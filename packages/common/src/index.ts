@@ -6,5 +6,6 @@ export { silentReporter } from './progress.ts';
 export type { Phase, ProgressEvent, Reporter } from './progress.ts';
 export type { BackupJob, Snapshot, SnapshotRecord, SnapshotSummary } from './snapshot.ts';
 export type { BackupSource, ContentReader, FileMetadata, NodeType, SourceEntry, SourceEvent, SourceWarning } from './source.ts';
+export type { RestoreFileWriter, RestoreTarget } from './restore.ts';
 export { OBJECT_TYPES, objectKey } from './storage.ts';
 export type { BackendProperties, ByteRange, ObjectHandle, ObjectInfo, ObjectType, StorageBackend } from './storage.ts';

@@ -1,0 +1,39 @@
+import type { FileMetadata } from './source.ts';
+
+/** Writes one restored file. Created by {@link RestoreTarget.file}. */
+export interface RestoreFileWriter {
+  /**
+   * Writes `data` at byte `offset`. The engine calls it with increasing, contiguous offsets.
+   * A target that supports sparse files SHOULD skip all-zero `data` (leaving a hole) and
+   * extend the file to its full size in `close`.
+   */
+  write(data: Uint8Array, offset: number): Promise<void>;
+  /** Finishes the file: sets its final size, then mode, owner and times from its metadata. */
+  close(): Promise<void>;
+  /** Gives up on the file (an error happened); removes what was written. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Where a restore writes to: a local directory (`@backupforge/agent-fs`), later a remote host.
+ * Paths are arrays of components relative to the restore root. The engine calls `dir` in
+ * pre-order before a directory's children and `finishDir` in post-order after them (so a
+ * directory's mtime and read-only mode are set last).
+ */
+export interface RestoreTarget {
+  /**
+   * Called once before anything is written. MUST throw `FORGE_TARGET_NOT_EMPTY` when the
+   * target holds files and overwriting was not allowed, so nothing is overwritten silently.
+   */
+  prepare(): Promise<void>;
+  dir(path: readonly string[], meta: FileMetadata): Promise<void>;
+  file(path: readonly string[], meta: FileMetadata): Promise<RestoreFileWriter>;
+  /** Makes `path` another name for the already restored file at `existing`. */
+  hardlink(path: readonly string[], existing: readonly string[], meta: FileMetadata): Promise<void>;
+  symlink(path: readonly string[], meta: FileMetadata): Promise<void>;
+  /** fifo, socket, chardev, blockdev. A target that cannot create one SHOULD warn, not fail. */
+  special(path: readonly string[], meta: FileMetadata): Promise<void>;
+  finishDir(path: readonly string[], meta: FileMetadata): Promise<void>;
+  /** Called once at the end (also after errors). */
+  close(): Promise<void>;
+}
