@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ["src/index.ts","src/local/index.ts","src/memory/index.ts","src/testing/index.ts"],
+  entry: ['src/index.ts', 'src/local/index.ts', 'src/memory/index.ts', 'src/testing/index.ts'],
   format: ['esm'],
   target: 'node22',
   platform: 'node',
@@ -9,4 +9,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   splitting: true,
+  // The conformance suite (./testing) runs inside the consumer's vitest: never bundle it.
+  external: ['vitest'],
 });

@@ -1,4 +1,4 @@
-import type { FileMetadata } from './source.ts';
+import type { ContentReader, FileMetadata } from './source.ts';
 
 /** Writes one restored file. Created by {@link RestoreTarget.file}. */
 export interface RestoreFileWriter {
@@ -34,6 +34,8 @@ export interface RestoreTarget {
   /** fifo, socket, chardev, blockdev. A target that cannot create one SHOULD warn, not fail. */
   special(path: readonly string[], meta: FileMetadata): Promise<void>;
   finishDir(path: readonly string[], meta: FileMetadata): Promise<void>;
+  /** Reads a restored file back (for `restore --verify`). Optional: targets without it cannot verify. */
+  readBack?(path: readonly string[]): Promise<ContentReader>;
   /** Called once at the end (also after errors). */
   close(): Promise<void>;
 }

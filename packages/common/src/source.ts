@@ -50,6 +50,11 @@ export interface SourceEntry {
   readonly meta: FileMetadata;
   /** Present for `file` entries: opens the content for reading. */
   open?(): Promise<ContentReader>;
+  /**
+   * True when `meta.size` is not known in advance (stdin, a command's output): the engine then
+   * records the bytes it read without warning that the size changed.
+   */
+  readonly streamed?: boolean;
 }
 
 /** Something the source could not read: the backup goes on and ends as "partial". */

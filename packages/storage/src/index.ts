@@ -1,1 +1,10 @@
-export {};
+export type {
+  BackendProperties,
+  ByteRange,
+  ObjectHandle,
+  ObjectInfo,
+  ObjectType,
+  StorageBackend,
+} from '@backupforge/common';
+export type { LocalBackendOptions } from './local/local-backend.ts';
+export { openBackend } from './open-backend.ts';

@@ -1,0 +1,420 @@
+import { hostname as osHostname, userInfo } from 'node:os';
+import {
+  type BackupSource,
+  type FileMetadata,
+  ForgeError,
+  InternalError,
+  isForgeError,
+  type Reporter,
+  type Snapshot,
+  type SnapshotId,
+  type SnapshotRecord,
+  type SnapshotSummary,
+  type SourceEntry,
+  type SourceWarning,
+  silentReporter,
+  toForgeError,
+} from '@backupforge/common';
+import { createChunker } from './chunker/index.ts';
+import { blobId } from './crypto/master-key.ts';
+import { sealBlob } from './format/blob-codec.ts';
+import { compareNames, encodeTree, nodeFromMetadata, type TreeNode } from './format/tree.ts';
+import { Semaphore } from './internal/concurrency.ts';
+import { type BlobProcessor, createBlobProcessor } from './internal/worker-pool.ts';
+import { RepositoryLock } from './lock.ts';
+import { PackWriter } from './pack-writer.ts';
+import type { Repository } from './repository.ts';
+import { findParentSnapshot, resolveSnapshotRef } from './snapshot-filter.ts';
+import { PROGRAM_VERSION } from './version.ts';
+
+export interface BackupOptions {
+  readonly tags?: readonly string[];
+  /** Hostname recorded in the snapshot (default: this machine's). */
+  readonly host?: string;
+  /** Parent snapshot ref (`latest`, id, prefix); `false` to read every file. Default: newest snapshot with the same host and paths. */
+  readonly parent?: string | false;
+  /** Do everything but write to the repository. */
+  readonly dryRun?: boolean;
+  readonly reporter?: Reporter;
+  readonly signal?: AbortSignal;
+  /** Worker threads for hashing/compression/encryption; default: all cores; 0: same thread. */
+  readonly workers?: number;
+  /** Run the source's pre-scan for progress totals (the CLI does on a TTY). */
+  readonly scan?: boolean;
+  /** Snapshot time (default: now). */
+  readonly time?: Date;
+}
+
+export interface BackupResult {
+  /** Undefined for a dry run. */
+  readonly snapshotId: SnapshotId | undefined;
+  readonly snapshot: Snapshot;
+  readonly parent: SnapshotRecord | undefined;
+  readonly warnings: readonly SourceWarning[];
+  /** True when some files could not be read: the snapshot is saved but incomplete. */
+  readonly partial: boolean;
+}
+
+/** Chunk bytes hashed/sealed concurrently; bounds memory whatever the file sizes. */
+const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+const READ_SIZE = 8 * 1024 * 1024;
+
+interface Frame {
+  readonly path: readonly string[];
+  readonly meta: FileMetadata | undefined;
+  readonly nodes: Promise<TreeNode | undefined>[];
+  readonly parent: Map<string, TreeNode> | undefined;
+  readonly parentNode: TreeNode | undefined;
+}
+
+interface Counters {
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
+  dirsNew: number;
+  dirsChanged: number;
+  dirsUnmodified: number;
+  files: number;
+  bytes: number;
+}
+
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
+/**
+ * Backs up a source into the repository and saves a snapshot. Writes packs, then index files,
+ * then the snapshot (format spec §11). Files whose size, mtime, ctime and inode match the
+ * parent snapshot are not read.
+ *
+ * ```ts
+ * const result = await backup(repo, createFsSource({ paths: ['/home/alice'] }), { tags: ['daily'] });
+ * console.log(result.snapshotId, result.partial);
+ * ```
+ */
+export async function backup(repo: Repository, source: BackupSource, opts: BackupOptions = {}): Promise<BackupResult> {
+  const reporter = opts.reporter ?? silentReporter;
+  const start = opts.time ?? new Date();
+  const host = opts.host ?? osHostname();
+  await repo.loadIndex();
+  const lock = opts.dryRun ? undefined : await RepositoryLock.acquire(repo.backend, { exclusive: false });
+  const processor = createBlobProcessor({
+    encKey: repo.keys.encKey,
+    macKey: repo.keys.macKey,
+    compression: repo.config.compression,
+    ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+  });
+  try {
+    const snapshots = await repo.listSnapshots();
+    let parent: SnapshotRecord | undefined;
+    if (typeof opts.parent === 'string') parent = resolveSnapshotRef(snapshots, opts.parent);
+    else if (opts.parent !== false) parent = findParentSnapshot(snapshots, host, source.paths);
+    const run = new BackupRun(repo, source, processor, reporter, opts);
+    const treeId = await run.run(parent);
+    const summary: SnapshotSummary = {
+      backupStart: start.toISOString(),
+      backupEnd: new Date().toISOString(),
+      ...run.summaryCounts(),
+    };
+    const user = safeUser();
+    const snapshot: Snapshot = {
+      time: start.toISOString(),
+      tree: treeId,
+      paths: [...source.paths],
+      hostname: host,
+      username: user.username,
+      ...(user.uid >= 0 ? { uid: user.uid, gid: user.gid } : {}),
+      tags: [...(opts.tags ?? [])],
+      ...(parent ? { parent: parent.id } : {}),
+      source: source.kind,
+      ...(run.warnings.length > 0 ? { partial: true } : {}),
+      programVersion: PROGRAM_VERSION,
+      summary,
+    };
+    let snapshotId: SnapshotId | undefined;
+    if (!opts.dryRun) {
+      lock?.check();
+      snapshotId = await repo.saveSnapshot(snapshot);
+    }
+    reporter({ type: 'done', phase: 'backup' });
+    return { snapshotId, snapshot, parent, warnings: run.warnings, partial: run.warnings.length > 0 };
+  } finally {
+    await processor.close();
+    await lock?.release().catch(() => {});
+  }
+}
+
+function safeUser(): { username: string; uid: number; gid: number } {
+  try {
+    const u = userInfo();
+    return { username: u.username, uid: u.uid, gid: u.gid };
+  } catch {
+    return { username: process.env.USER ?? 'unknown', uid: -1, gid: -1 };
+  }
+}
+
+class BackupRun {
+  readonly warnings: SourceWarning[] = [];
+  readonly #repo: Repository;
+  readonly #source: BackupSource;
+  readonly #processor: BlobProcessor;
+  readonly #reporter: Reporter;
+  readonly #opts: BackupOptions;
+  readonly #writer: PackWriter;
+  readonly #inflight = new Semaphore(IN_FLIGHT_BYTES);
+  readonly #c: Counters = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, files: 0, bytes: 0 };
+  #readBuf: Buffer | undefined;
+  #lastReport = 0;
+
+  constructor(repo: Repository, source: BackupSource, processor: BlobProcessor, reporter: Reporter, opts: BackupOptions) {
+    this.#repo = repo;
+    this.#source = source;
+    this.#processor = processor;
+    this.#reporter = reporter;
+    this.#opts = opts;
+    this.#writer = new PackWriter(repo, { dryRun: opts.dryRun ?? false });
+  }
+
+  summaryCounts(): Omit<SnapshotSummary, 'backupStart' | 'backupEnd'> {
+    const s = this.#writer.stats;
+    return {
+      filesNew: this.#c.filesNew,
+      filesChanged: this.#c.filesChanged,
+      filesUnmodified: this.#c.filesUnmodified,
+      dirsNew: this.#c.dirsNew,
+      dirsChanged: this.#c.dirsChanged,
+      dirsUnmodified: this.#c.dirsUnmodified,
+      dataBlobs: s.blobs.data,
+      treeBlobs: s.blobs.tree,
+      dataAdded: s.rawBytes,
+      dataAddedPacked: s.packedBytes,
+      totalFilesProcessed: this.#c.files,
+      totalBytesProcessed: this.#c.bytes,
+      warnings: this.warnings.length,
+    };
+  }
+
+  #warn(w: SourceWarning): void {
+    this.warnings.push(w);
+    this.#reporter({ type: 'warning', phase: 'backup', path: w.path, code: w.code, message: w.message });
+  }
+
+  #progress(path: string, force = false): void {
+    const now = Date.now();
+    if (!force && now - this.#lastReport < 100) return;
+    this.#lastReport = now;
+    this.#reporter({ type: 'progress', phase: 'backup', filesDone: this.#c.files, bytesDone: this.#c.bytes, currentPath: path });
+  }
+
+  async #loadParentTree(node: TreeNode | undefined, where: string): Promise<Map<string, TreeNode> | undefined> {
+    if (!node?.subtree) return undefined;
+    try {
+      const t = await this.#repo.loadTree(node.subtree);
+      return new Map(t.nodes.map((n) => [n.name, n]));
+    } catch (e) {
+      // A damaged parent only costs speed: read everything below this directory.
+      this.#reporter({ type: 'warning', phase: 'backup', path: where, code: toForgeError(e).code, message: `parent snapshot tree unreadable, reading all files: ${toForgeError(e).message}` });
+      return undefined;
+    }
+  }
+
+  async run(parent: SnapshotRecord | undefined): Promise<string> {
+    const { signal } = this.#opts;
+    this.#reporter({ type: 'start', phase: 'backup' });
+    if (this.#opts.scan && this.#source.scan) {
+      this.#source.scan(signal).then(
+        (t) => this.#reporter({ type: 'totals', phase: 'backup', totalFiles: t.files, totalBytes: t.bytes }),
+        () => {},
+      );
+    }
+    const rootParent = parent ? await this.#loadParentTree({ subtree: parent.tree } as TreeNode, '/') : undefined;
+    const stack: Frame[] = [{ path: [], meta: undefined, nodes: [], parent: rootParent, parentNode: undefined }];
+    let entries = 0;
+    for await (const ev of this.#source.entries(signal)) {
+      if (signal?.aborted) throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
+      if (ev.kind === 'warning') {
+        this.#warn(ev);
+        continue;
+      }
+      entries++;
+      const depth = ev.path.length;
+      if (depth === 0) throw new InternalError('source yielded an entry with an empty path');
+      while (stack.length > depth) await this.#closeFrame(stack);
+      const top = stack[stack.length - 1]!;
+      if (stack.length !== depth || top.path.some((c, i) => c !== ev.path[i])) {
+        throw new InternalError(`source yielded ${ev.path.join('/')} out of order`);
+      }
+      const name = ev.path[depth - 1]!;
+      const parentNode = top.parent?.get(name);
+      if (ev.meta.type === 'dir') {
+        const parentMap = parentNode?.type === 'dir' ? await this.#loadParentTree(parentNode, `/${ev.path.join('/')}`) : undefined;
+        stack.push({ path: ev.path, meta: ev.meta, nodes: [], parent: parentMap, parentNode });
+      } else if (ev.meta.type === 'file') {
+        // Reading is sequential (one shared read buffer); hashing and sealing continue in the background.
+        const { node } = await this.#file(ev, name, parentNode);
+        top.nodes.push(handled(node));
+      } else {
+        top.nodes.push(Promise.resolve(nodeFromMetadata(name, ev.meta)));
+      }
+    }
+    while (stack.length > 1) await this.#closeFrame(stack);
+    const root = stack[0]!;
+    if (entries === 0 && this.warnings.length > 0) {
+      throw new ForgeError('FORGE_NOT_FOUND', `nothing to back up: ${this.warnings[0]!.message}`, { hint: 'check the paths given' });
+    }
+    const rootId = await this.#storeTree(await this.#settle(root));
+    await this.#writer.flush();
+    this.#progress('', true);
+    return rootId;
+  }
+
+  async #settle(frame: Frame): Promise<TreeNode[]> {
+    const nodes = (await Promise.all(frame.nodes)).filter((n): n is TreeNode => n !== undefined);
+    nodes.sort((a, b) => compareNames(a.name, b.name));
+    return nodes;
+  }
+
+  async #closeFrame(stack: Frame[]): Promise<void> {
+    const frame = stack.pop()!;
+    const nodes = await this.#settle(frame);
+    const subtree = await this.#storeTree(nodes);
+    const prev = frame.parentNode;
+    if (!prev || prev.type !== 'dir') this.#c.dirsNew++;
+    else if (prev.subtree === subtree) this.#c.dirsUnmodified++;
+    else this.#c.dirsChanged++;
+    const name = frame.path[frame.path.length - 1]!;
+    stack[stack.length - 1]!.nodes.push(Promise.resolve(nodeFromMetadata(name, frame.meta!, { subtree })));
+  }
+
+  async #storeTree(nodes: TreeNode[]): Promise<string> {
+    const bytes = encodeTree({ nodes });
+    const id = blobId(this.#repo.keys.macKey, bytes);
+    const hex = id.toString('hex');
+    if (this.#writer.claim(hex, 'tree')) {
+      await this.#writer.add(sealBlob(this.#repo.keys.encKey, { id, type: 'tree', data: bytes }, this.#repo.config.compression));
+    }
+    return hex;
+  }
+
+  /** Resolves once the file has been read; `node` resolves once its chunks are stored. */
+  async #file(entry: SourceEntry, name: string, prev: TreeNode | undefined): Promise<{ node: Promise<TreeNode | undefined> }> {
+    const m = entry.meta;
+    const where = `/${entry.path.join('/')}`;
+    if (
+      prev &&
+      prev.type === 'file' &&
+      !entry.streamed &&
+      prev.size === m.size &&
+      prev.mtime === m.mtimeNs.toString() &&
+      prev.ctime === m.ctimeNs.toString() &&
+      prev.inode === m.inode.toString() &&
+      prev.content?.every((id) => this.#writer.has(id, 'data'))
+    ) {
+      this.#c.filesUnmodified++;
+      this.#c.files++;
+      this.#c.bytes += m.size;
+      this.#progress(where);
+      return { node: Promise.resolve(nodeFromMetadata(name, m, { content: [...prev.content] })) };
+    }
+    const read = await this.#readFile(entry, where);
+    if (!read) return { node: Promise.resolve(undefined) };
+    if (prev) this.#c.filesChanged++;
+    else this.#c.filesNew++;
+    this.#c.files++;
+    this.#progress(where);
+    return { node: read.content.then((content) => nodeFromMetadata(name, m, { content, size: read.size })) };
+  }
+
+  /**
+   * Reads and chunks one file on this thread; hashing and sealing go to the workers. Resolves
+   * when the file has been read (so reading stays sequential and bounded); `content` resolves
+   * when every chunk is stored.
+   */
+  async #readFile(entry: SourceEntry, where: string): Promise<{ size: number; content: Promise<string[]> } | undefined> {
+    const m = entry.meta;
+    const cfg = this.#repo.config.chunker;
+    const chunker = createChunker(
+      this.#source.chunking === 'fixed' ? { ...cfg, algorithm: 'fixed' } : cfg,
+      Buffer.from(cfg.seed, 'hex'),
+    );
+    const cap = cfg.max * 2 + READ_SIZE;
+    if (!this.#readBuf || this.#readBuf.length < cap) this.#readBuf = Buffer.allocUnsafe(cap);
+    const buf = this.#readBuf;
+    let reader: Awaited<ReturnType<NonNullable<SourceEntry['open']>>>;
+    try {
+      if (!entry.open) throw new InternalError(`file entry ${where} cannot be opened`);
+      reader = await entry.open();
+    } catch (e) {
+      const fe = toForgeError(e);
+      this.#warn({ kind: 'warning', path: where, code: fe.code, message: `cannot read ${where}: ${fe.message}` });
+      return undefined;
+    }
+    const parts: Promise<string>[] = [];
+    let size = 0;
+    let start = 0;
+    let end = 0;
+    let eof = false;
+    try {
+      while (true) {
+        if (!eof && end - start < cfg.max) {
+          if (buf.length - end < READ_SIZE) {
+            buf.copy(buf, 0, start, end);
+            end -= start;
+            start = 0;
+          }
+          const n = await reader.read(buf.subarray(end, end + READ_SIZE));
+          if (n === 0) eof = true;
+          end += n;
+          size += n;
+          this.#c.bytes += n;
+          continue;
+        }
+        if (start === end) break;
+        const cut = chunker.cut(buf, start, end, eof);
+        if (cut < 0) {
+          if (eof) throw new InternalError('chunker asked for more data at end of file');
+          continue;
+        }
+        const chunk = new Uint8Array(cut - start);
+        chunk.set(buf.subarray(start, cut));
+        start = cut;
+        await this.#inflight.acquire(chunk.length);
+        parts.push(handled(this.#storeChunk(chunk)));
+        this.#progress(where);
+      }
+    } catch (e) {
+      const fe = toForgeError(e);
+      if (fe.code === 'FORGE_INTERNAL' || fe.code === 'FORGE_NO_SPACE' || isForgeError(e, 'FORGE_ABORTED')) throw fe;
+      this.#warn({ kind: 'warning', path: where, code: fe.code, message: `error reading ${where}: ${fe.message}` });
+      await Promise.allSettled(parts);
+      return undefined;
+    } finally {
+      await reader.close().catch(() => {});
+    }
+    if (!entry.streamed && size !== m.size) {
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: 'FORGE_IO',
+        message: `${where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
+      });
+    }
+    return { size, content: Promise.all(parts) };
+  }
+
+  async #storeChunk(chunk: Uint8Array): Promise<string> {
+    const len = chunk.length;
+    try {
+      const { id, data } = await this.#processor.hash(chunk);
+      const hex = id.toString('hex');
+      if (this.#writer.claim(hex, 'data')) {
+        const sealed = await this.#processor.seal(id, 'data', data);
+        await this.#writer.add(sealed);
+      }
+      return hex;
+    } finally {
+      this.#inflight.release(len);
+    }
+  }
+}

@@ -1,0 +1,52 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { ForgeError } from '@backupforge/common';
+
+export const NONCE_LENGTH = 12;
+export const TAG_LENGTH = 16;
+/** Bytes a sealed value adds to its plaintext. */
+export const SEAL_OVERHEAD = NONCE_LENGTH + TAG_LENGTH;
+
+/**
+ * AES-256-GCM with a random nonce: returns `nonce || ciphertext || tag`.
+ * `nonce` may be given for test vectors only.
+ */
+export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, nonce?: Uint8Array): Buffer {
+  const iv = nonce ?? randomBytes(NONCE_LENGTH);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(aad);
+  const out = Buffer.allocUnsafe(plaintext.length + SEAL_OVERHEAD);
+  out.set(iv, 0);
+  const n = cipher.update(plaintext).copy(out, NONCE_LENGTH);
+  const f = cipher.final();
+  f.copy(out, NONCE_LENGTH + n);
+  cipher.getAuthTag().copy(out, NONCE_LENGTH + plaintext.length);
+  return out;
+}
+
+/** Opens a sealed value; any change to it or to `aad` throws `FORGE_INTEGRITY`. */
+export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, what = 'data'): Buffer {
+  if (sealed.length < SEAL_OVERHEAD) {
+    throw new ForgeError('FORGE_INTEGRITY', `${what} is too short to be encrypted data (${sealed.length} bytes)`);
+  }
+  const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  const iv = buf.subarray(0, NONCE_LENGTH);
+  const tag = buf.subarray(buf.length - TAG_LENGTH);
+  const ct = buf.subarray(NONCE_LENGTH, buf.length - TAG_LENGTH);
+  const decipher = createDecipheriv('aes-256-gcm', key, iv);
+  decipher.setAAD(aad);
+  decipher.setAuthTag(tag);
+  try {
+    const out = decipher.update(ct);
+    decipher.final();
+    return out;
+  } catch {
+    throw new ForgeError('FORGE_INTEGRITY', `${what} failed authentication (corrupted or tampered with)`, {
+      hint: "run 'forge check --read-data' to find damaged objects",
+    });
+  }
+}
+
+/** ASCII label followed by optional bytes, for AAD. */
+export function aadOf(label: string, ...parts: Uint8Array[]): Buffer {
+  return Buffer.concat([Buffer.from(label, 'ascii'), ...parts]);
+}

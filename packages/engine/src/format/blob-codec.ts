@@ -1,0 +1,76 @@
+import { timingSafeEqual } from 'node:crypto';
+import { ForgeError } from '@backupforge/common';
+import { aadOf, open, seal } from '../crypto/aead.ts';
+import { blobId } from '../crypto/master-key.ts';
+import { COMPRESSION_CODES, type CompressionAlgorithm, type CompressionSettings, compress, decompress } from '../compression.ts';
+
+/** Blob type as stored (u8): 0 data, 1 tree. */
+export type BlobType = 'data' | 'tree';
+export const BLOB_TYPE_CODES: Readonly<Record<BlobType, number>> = { data: 0, tree: 1 };
+
+export function blobTypeFromCode(code: number): BlobType {
+  if (code === 0) return 'data';
+  if (code === 1) return 'tree';
+  throw new ForgeError('FORGE_FORMAT', `unknown blob type code ${code}`);
+}
+
+/** Where a blob lives and how it is stored. */
+export interface BlobLocation {
+  readonly packId: string;
+  readonly type: BlobType;
+  readonly offset: number;
+  /** Sealed length in the pack. */
+  readonly length: number;
+  readonly rawLength: number;
+  readonly compression: CompressionAlgorithm;
+}
+
+export function blobAad(type: BlobType, compression: CompressionAlgorithm, id: Uint8Array, rawLength: number): Buffer {
+  const b = Buffer.alloc(2 + 32 + 4);
+  b[0] = BLOB_TYPE_CODES[type];
+  b[1] = COMPRESSION_CODES[compression];
+  b.set(id, 2);
+  b.writeUInt32LE(rawLength, 34);
+  return aadOf('bf1:blob', b);
+}
+
+export interface SealedBlob {
+  readonly id: Buffer;
+  readonly type: BlobType;
+  readonly compression: CompressionAlgorithm;
+  readonly rawLength: number;
+  readonly sealed: Buffer;
+}
+
+/** Compresses (when it pays) and encrypts one blob whose id is known. */
+export function sealBlob(
+  encKey: Uint8Array,
+  blob: { id: Uint8Array; type: BlobType; data: Uint8Array },
+  compression: CompressionSettings,
+): SealedBlob {
+  const c = compress(blob.data, compression);
+  const id = Buffer.from(blob.id);
+  const aad = blobAad(blob.type, c.algorithm, id, blob.data.length);
+  return { id, type: blob.type, compression: c.algorithm, rawLength: blob.data.length, sealed: seal(encKey, c.data, aad) };
+}
+
+/**
+ * Decrypts, decompresses and verifies one blob. Wrong bytes are never returned: any mismatch
+ * is `FORGE_INTEGRITY`.
+ */
+export function openBlob(
+  keys: { encKey: Uint8Array; macKey: Uint8Array },
+  id: Uint8Array,
+  loc: Pick<BlobLocation, 'type' | 'compression' | 'rawLength'>,
+  sealed: Uint8Array,
+): Uint8Array {
+  const hex = Buffer.from(id).toString('hex');
+  const aad = blobAad(loc.type, loc.compression, id, loc.rawLength);
+  const stored = open(keys.encKey, sealed, aad, `${loc.type} blob ${hex.slice(0, 12)}`);
+  const plain = decompress(stored, loc.compression, loc.rawLength);
+  const actual = blobId(keys.macKey, plain);
+  if (actual.length !== id.length || !timingSafeEqual(actual, id)) {
+    throw new ForgeError('FORGE_INTEGRITY', `${loc.type} blob ${hex.slice(0, 12)} does not match its id`);
+  }
+  return plain;
+}

@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import { ForgeError, type StorageBackend } from '@backupforge/common';
+import { aadOf, open, SEAL_OVERHEAD, seal } from '../crypto/aead.ts';
+import { COMPRESSION_CODES, compressionFromCode } from '../compression.ts';
+import { BLOB_TYPE_CODES, type BlobLocation, blobTypeFromCode, type SealedBlob } from './blob-codec.ts';
+
+const HEADER_AAD = aadOf('bf1:pack-header');
+const ENTRY_SIZE = 44;
+export const MAX_BLOBS_PER_PACK = 65536;
+
+export interface PackEntry extends Omit<BlobLocation, 'packId'> {
+  readonly id: string;
+}
+
+export interface FinishedPack {
+  readonly id: string;
+  readonly bytes: Buffer;
+  readonly entries: readonly PackEntry[];
+}
+
+/** Accumulates sealed blobs into one pack (§6 of the format spec). */
+export class PackBuilder {
+  readonly #parts: Buffer[] = [];
+  readonly #entries: PackEntry[] = [];
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+  get count(): number {
+    return this.#entries.length;
+  }
+
+  add(blob: SealedBlob): void {
+    this.#entries.push({
+      id: blob.id.toString('hex'),
+      type: blob.type,
+      offset: this.#size,
+      length: blob.sealed.length,
+      rawLength: blob.rawLength,
+      compression: blob.compression,
+    });
+    this.#parts.push(blob.sealed);
+    this.#size += blob.sealed.length;
+  }
+
+  finish(encKey: Uint8Array): FinishedPack {
+    const header = Buffer.alloc(5 + ENTRY_SIZE * this.#entries.length);
+    header[0] = 1;
+    header.writeUInt32LE(this.#entries.length, 1);
+    let o = 5;
+    for (const e of this.#entries) {
+      header[o] = BLOB_TYPE_CODES[e.type];
+      header[o + 1] = COMPRESSION_CODES[e.compression];
+      header.writeUInt16LE(0, o + 2);
+      header.writeUInt32LE(e.length, o + 4);
+      header.writeUInt32LE(e.rawLength, o + 8);
+      header.write(e.id, o + 12, 'hex');
+      o += ENTRY_SIZE;
+    }
+    const sealedHeader = seal(encKey, header, HEADER_AAD);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(sealedHeader.length, 0);
+    const bytes = Buffer.concat([...this.#parts, sealedHeader, len]);
+    const id = createHash('sha256').update(bytes).digest('hex');
+    return { id, bytes, entries: this.#entries.slice() };
+  }
+}
+
+/** Parses a decrypted pack header. `blobArea` is pack size minus header and length field. */
+export function parsePackHeader(plain: Uint8Array, blobArea: number): PackEntry[] {
+  const b = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
+  if (b.length < 5 || b[0] !== 1) throw new ForgeError('FORGE_FORMAT', 'pack header has an unknown version');
+  const n = b.readUInt32LE(1);
+  if (n > MAX_BLOBS_PER_PACK || b.length !== 5 + n * ENTRY_SIZE) {
+    throw new ForgeError('FORGE_FORMAT', `pack header lists ${n} blobs but has ${b.length} bytes`);
+  }
+  const entries: PackEntry[] = [];
+  let offset = 0;
+  for (let i = 0, o = 5; i < n; i++, o += ENTRY_SIZE) {
+    const length = b.readUInt32LE(o + 4);
+    if (b.readUInt16LE(o + 2) !== 0 || length < SEAL_OVERHEAD) throw new ForgeError('FORGE_FORMAT', `pack header entry ${i} is malformed`);
+    entries.push({
+      type: blobTypeFromCode(b[o] ?? 255),
+      compression: compressionFromCode(b[o + 1] ?? 255),
+      length,
+      rawLength: b.readUInt32LE(o + 8),
+      id: b.toString('hex', o + 12, o + 44),
+      offset,
+    });
+    offset += length;
+  }
+  if (offset !== blobArea) {
+    throw new ForgeError('FORGE_PACK_TRUNCATED', `pack blobs occupy ${offset} bytes but the pack has room for ${blobArea}`);
+  }
+  return entries;
+}
+
+/** Reads and decrypts the header of a stored pack (two ranged reads). */
+export async function readPackHeader(backend: StorageBackend, encKey: Uint8Array, packId: string, size?: number): Promise<PackEntry[]> {
+  const handle = { type: 'pack' as const, name: packId };
+  const total = size ?? (await backend.stat(handle)).size;
+  if (total < 4 + SEAL_OVERHEAD + 5) throw new ForgeError('FORGE_PACK_TRUNCATED', `pack ${packId.slice(0, 12)} is too small (${total} bytes)`);
+  const lenBuf = Buffer.from(await backend.load(handle, { offset: total - 4, length: 4 }));
+  const hlen = lenBuf.readUInt32LE(0);
+  if (hlen < SEAL_OVERHEAD + 5 || hlen + 4 > total) {
+    throw new ForgeError('FORGE_PACK_TRUNCATED', `pack ${packId.slice(0, 12)} has a header length of ${hlen} in ${total} bytes`);
+  }
+  const sealed = await backend.load(handle, { offset: total - 4 - hlen, length: hlen });
+  const plain = open(encKey, sealed, HEADER_AAD, `header of pack ${packId.slice(0, 12)}`);
+  return parsePackHeader(plain, total - 4 - hlen);
+}

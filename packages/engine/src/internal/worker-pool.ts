@@ -1,0 +1,113 @@
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { InternalError } from '@backupforge/common';
+import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
+import { blobId } from '../crypto/master-key.ts';
+import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
+
+export interface BlobProcessor {
+  /** Keyed id of `data`. `data` must own its ArrayBuffer (it may be transferred and returned). */
+  hash(data: Uint8Array): Promise<{ id: Buffer; data: Uint8Array }>;
+  /** Compress + encrypt. `data` may be transferred away: don't use it afterwards. */
+  seal(id: Buffer, type: BlobType, data: Uint8Array): Promise<SealedBlob>;
+  close(): Promise<void>;
+}
+
+export interface ProcessorOptions {
+  readonly encKey: Uint8Array;
+  readonly macKey: Uint8Array;
+  readonly compression: CompressionSettings;
+  /** Worker threads; 0 runs everything on the calling thread. Default: available cores. */
+  readonly workers?: number;
+}
+
+/** Same-thread implementation (tests, tiny jobs, environments without workers). */
+export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
+  return {
+    async hash(data) {
+      return { id: blobId(opts.macKey, data), data };
+    },
+    async seal(id, type, data) {
+      return sealBlob(opts.encKey, { id, type, data }, opts.compression);
+    },
+    async close() {},
+  };
+}
+
+function workerUrl(): URL | undefined {
+  for (const rel of ['./internal/blob-worker.js', './blob-worker.js', './blob-worker.ts']) {
+    const u = new URL(rel, import.meta.url);
+    if (existsSync(fileURLToPath(u))) return u;
+  }
+  return undefined;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Hashing and sealing on worker threads, so reading/chunking overlaps with CPU work on all cores. */
+export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
+  const n = opts.workers ?? Math.max(1, availableParallelism());
+  const url = n > 0 ? workerUrl() : undefined;
+  if (!url) return createInlineProcessor(opts);
+  const fromSource = url.pathname.endsWith('.ts');
+  const workers: { w: Worker; busy: number; pending: Map<number, Pending> }[] = [];
+  let seq = 0;
+  let failed: Error | undefined;
+  for (let i = 0; i < n; i++) {
+    const w = new Worker(url, {
+      workerData: { encKey: opts.encKey, macKey: opts.macKey, compression: opts.compression },
+      execArgv: fromSource ? ['--conditions=@backupforge/source', '--disable-warning=ExperimentalWarning'] : [],
+    });
+    const slot = { w, busy: 0, pending: new Map<number, Pending>() };
+    w.on('message', (m: { seq: number; error?: string }) => {
+      const p = slot.pending.get(m.seq);
+      if (!p) return;
+      slot.pending.delete(m.seq);
+      slot.busy--;
+      if (m.error) p.reject(new InternalError(`blob worker: ${m.error}`));
+      else p.resolve(m);
+    });
+    w.on('error', (e) => {
+      failed = e;
+      for (const p of slot.pending.values()) p.reject(new InternalError(`blob worker crashed: ${e.message}`, e));
+      slot.pending.clear();
+    });
+    w.unref();
+    workers.push(slot);
+  }
+  function post<T>(msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<T> {
+    if (failed) return Promise.reject(new InternalError(`blob worker crashed: ${failed.message}`, failed));
+    let best = workers[0]!;
+    for (const s of workers) if (s.busy < best.busy) best = s;
+    const id = ++seq;
+    best.busy++;
+    return new Promise<T>((resolve, reject) => {
+      best.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      best.w.postMessage({ ...msg, seq: id }, transfer);
+    });
+  }
+  function transferable(data: Uint8Array): ArrayBuffer[] {
+    return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
+  }
+  return {
+    async hash(data) {
+      const r = await post<{ id: Uint8Array; data: Uint8Array }>({ op: 'hash', data }, transferable(data));
+      return { id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.byteLength), data: r.data };
+    },
+    async seal(id, type, data) {
+      const r = await post<{ sealed: Uint8Array; compression: CompressionAlgorithm; rawLength: number }>(
+        { op: 'seal', data, id, type },
+        transferable(data),
+      );
+      return { id, type, compression: r.compression, rawLength: r.rawLength, sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength) };
+    },
+    async close() {
+      await Promise.all(workers.map((s) => s.w.terminate()));
+    },
+  };
+}

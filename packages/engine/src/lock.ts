@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { ForgeError, isForgeError, type StorageBackend } from '@backupforge/common';
+import { safeUsername } from './crypto/key-file.ts';
+
+export interface LockInfo {
+  readonly time: string;
+  readonly exclusive: boolean;
+  readonly hostname: string;
+  readonly username: string;
+  readonly pid: number;
+}
+
+/** A lock not refreshed for this long is stale (refreshes happen every 5 minutes). */
+export const STALE_AFTER_MS = 30 * 60 * 1000;
+const REFRESH_MS = 5 * 60 * 1000;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
+
+/** A lock is stale when it was not refreshed in time, or its process on this host is gone. */
+export function isStale(l: LockInfo, now = Date.now()): boolean {
+  if (now - Date.parse(l.time) > STALE_AFTER_MS) return true;
+  return l.hostname === hostname() && !pidAlive(l.pid);
+}
+
+export async function listLocks(backend: StorageBackend): Promise<{ id: string; lock: LockInfo }[]> {
+  const out: { id: string; lock: LockInfo }[] = [];
+  for await (const info of backend.list('lock')) {
+    try {
+      const lock = JSON.parse(Buffer.from(await backend.load({ type: 'lock', name: info.name })).toString('utf8')) as LockInfo;
+      out.push({ id: info.name, lock });
+    } catch (e) {
+      if (!isForgeError(e, 'FORGE_NOT_FOUND')) out.push({ id: info.name, lock: { time: new Date(0).toISOString(), exclusive: false, hostname: '?', username: '?', pid: 0 } });
+    }
+  }
+  return out;
+}
+
+/**
+ * A held lock (locks/<random id>, plaintext JSON). Shared locks coexist; an exclusive lock
+ * excludes every other live lock. Refreshed in the background until released.
+ */
+export class RepositoryLock {
+  readonly #backend: StorageBackend;
+  readonly id: string;
+  readonly #info: LockInfo;
+  #timer: NodeJS.Timeout | undefined;
+  #lost: unknown;
+
+  private constructor(backend: StorageBackend, id: string, info: LockInfo) {
+    this.#backend = backend;
+    this.id = id;
+    this.#info = info;
+  }
+
+  static async acquire(backend: StorageBackend, opts: { exclusive: boolean }): Promise<RepositoryLock> {
+    const conflict = async () => {
+      for (const { id, lock } of await listLocks(backend)) {
+        if (id === mine) continue;
+        if (isStale(lock)) continue;
+        if (opts.exclusive || lock.exclusive) {
+          return new ForgeError('FORGE_LOCK_CONFLICT', `repository is locked ${lock.exclusive ? 'exclusively ' : ''}by ${lock.username}@${lock.hostname} (pid ${lock.pid}) since ${lock.time}`, {
+            hint: "wait for that run to finish; if it is gone, remove the lock with 'forge unlock'",
+            details: { lockId: id },
+          });
+        }
+      }
+      return undefined;
+    };
+    let mine = '';
+    const early = await conflict();
+    if (early) throw early;
+    mine = randomBytes(32).toString('hex');
+    const info: LockInfo = { time: new Date().toISOString(), exclusive: opts.exclusive, hostname: hostname(), username: safeUsername(), pid: process.pid };
+    await backend.save({ type: 'lock', name: mine }, Buffer.from(JSON.stringify(info)));
+    // Check again after writing: two processes racing both see each other's lock.
+    const late = await conflict();
+    if (late) {
+      await backend.remove({ type: 'lock', name: mine });
+      throw late;
+    }
+    const lock = new RepositoryLock(backend, mine, info);
+    lock.#timer = setInterval(() => void lock.#refresh(), REFRESH_MS);
+    lock.#timer.unref();
+    return lock;
+  }
+
+  async #refresh(): Promise<void> {
+    try {
+      await this.#backend.stat({ type: 'lock', name: this.id });
+      await this.#backend.save({ type: 'lock', name: this.id }, Buffer.from(JSON.stringify({ ...this.#info, time: new Date().toISOString() })));
+    } catch (e) {
+      this.#lost ??= e;
+    }
+  }
+
+  /** Throws FORGE_LOCK_EXPIRED when the lock could not be kept; call before committing. */
+  check(): void {
+    if (this.#lost) {
+      throw new ForgeError('FORGE_LOCK_EXPIRED', 'the repository lock was lost while working; nothing was committed', {
+        cause: this.#lost,
+        hint: 'run the command again',
+      });
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#backend.remove({ type: 'lock', name: this.id });
+  }
+}

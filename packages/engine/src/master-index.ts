@@ -1,0 +1,105 @@
+import { ForgeError } from '@backupforge/common';
+import type { CompressionAlgorithm } from './compression.ts';
+import type { BlobLocation, BlobType } from './format/blob-codec.ts';
+import type { PackEntry } from './format/pack.ts';
+
+/** One pack and its blobs, as index files list them (§7). */
+export interface IndexPack {
+  readonly id: string;
+  readonly blobs: readonly {
+    readonly id: string;
+    readonly type: BlobType;
+    readonly offset: number;
+    readonly length: number;
+    readonly rawLength: number;
+    readonly compression: CompressionAlgorithm;
+  }[];
+}
+
+export interface IndexFile {
+  readonly packs: readonly IndexPack[];
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export function validateIndexFile(v: unknown, name: string): IndexFile {
+  const packs = (v as { packs?: unknown } | null)?.packs;
+  const bad = (m: string) => new ForgeError('FORGE_FORMAT', `index ${name.slice(0, 12)} ${m}`, { hint: "run 'forge repair index'" });
+  if (!Array.isArray(packs)) throw bad('has no pack list');
+  for (const p of packs as IndexPack[]) {
+    if (!p || typeof p.id !== 'string' || !HEX64.test(p.id) || !Array.isArray(p.blobs)) throw bad('has a malformed pack entry');
+    for (const b of p.blobs) {
+      if (
+        !b ||
+        !HEX64.test(b.id) ||
+        (b.type !== 'data' && b.type !== 'tree') ||
+        !Number.isSafeInteger(b.offset) ||
+        !Number.isSafeInteger(b.length) ||
+        !Number.isSafeInteger(b.rawLength) ||
+        !['none', 'zstd', 'lz4'].includes(b.compression)
+      ) {
+        throw bad('has a malformed blob entry');
+      }
+    }
+  }
+  return v as IndexFile;
+}
+
+/**
+ * The in-memory map from blob id to location, merged from all index files.
+ *
+ * Memory: one Map entry per blob (a 64-char key plus a small record); a later version packs
+ * this into typed arrays (≤ 64 bytes per entry).
+ */
+export class MasterIndex {
+  readonly #blobs = new Map<string, BlobLocation>();
+  readonly #packs = new Set<string>();
+
+  get size(): number {
+    return this.#blobs.size;
+  }
+
+  get packCount(): number {
+    return this.#packs.size;
+  }
+
+  addPack(packId: string, entries: readonly (PackEntry | IndexPack['blobs'][number])[]): void {
+    this.#packs.add(packId);
+    for (const e of entries) {
+      if (this.#blobs.has(e.id)) continue;
+      this.#blobs.set(e.id, {
+        packId,
+        type: e.type,
+        offset: e.offset,
+        length: e.length,
+        rawLength: e.rawLength,
+        compression: e.compression,
+      });
+    }
+  }
+
+  addIndexFile(file: IndexFile): void {
+    for (const p of file.packs) this.addPack(p.id, p.blobs);
+  }
+
+  lookup(id: string): BlobLocation | undefined {
+    return this.#blobs.get(id);
+  }
+
+  has(id: string, type?: BlobType): boolean {
+    const l = this.#blobs.get(id);
+    return l !== undefined && (type === undefined || l.type === type);
+  }
+
+  hasPack(packId: string): boolean {
+    return this.#packs.has(packId);
+  }
+
+  *entries(): IterableIterator<[string, BlobLocation]> {
+    yield* this.#blobs.entries();
+  }
+
+  packs(): IterableIterator<string> {
+    return this.#packs.values();
+  }
+}

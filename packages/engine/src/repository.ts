@@ -1,0 +1,264 @@
+import { createHash } from 'node:crypto';
+import {
+  ForgeError,
+  isForgeError,
+  type ObjectHandle,
+  type Snapshot,
+  type SnapshotId,
+  type SnapshotRecord,
+  type StorageBackend,
+} from '@backupforge/common';
+import { type CompressionSettings, validateCompression } from './compression.ts';
+import { type CreateKeyFileOptions, createKeyFile, type KeyFile, openKeyFile, parseKeyFile } from './crypto/key-file.ts';
+import { generateMasterKey, type MasterKey, splitMasterKey } from './crypto/master-key.ts';
+import { type BlobType, openBlob } from './format/blob-codec.ts';
+import { type ChunkerConfig, checkConfigHeader, decodeConfig, encodeConfig, newConfig, type RepositoryConfig } from './format/config.ts';
+import { decodeObject, encodeObject, sha256Hex } from './format/envelope.ts';
+import type { PackEntry } from './format/pack.ts';
+import { decodeTree, type Tree } from './format/tree.ts';
+import { type IndexFile, type IndexPack, MasterIndex, validateIndexFile } from './master-index.ts';
+import { mapLimit } from './internal/concurrency.ts';
+import { validateSnapshot } from './snapshot-filter.ts';
+
+export interface InitOptions {
+  readonly password: string;
+  readonly chunker?: Partial<Omit<ChunkerConfig, 'seed'>>;
+  readonly compression?: CompressionSettings;
+  readonly packSize?: number;
+  readonly kdf?: CreateKeyFileOptions['kdf'];
+}
+
+export interface OpenOptions {
+  readonly password: string;
+}
+
+const CONFIG: ObjectHandle = { type: 'config', name: 'config' };
+const TREE_CACHE_MAX = 2048;
+
+/**
+ * An open repository: config, master key and the in-memory index. Everything above the
+ * storage format (backup, restore, ls, diff) works through this class.
+ *
+ * ```ts
+ * const repo = await Repository.open(await openBackend('/srv/backup'), { password });
+ * for (const s of await repo.listSnapshots()) console.log(s.id, s.time);
+ * ```
+ */
+export class Repository {
+  readonly backend: StorageBackend;
+  readonly config: RepositoryConfig;
+  readonly index = new MasterIndex();
+  /** Id of the key file that opened the repository. */
+  readonly keyId: string;
+  readonly #keys: MasterKey;
+  readonly #treeCache = new Map<string, Tree>();
+  #indexLoaded = false;
+
+  private constructor(backend: StorageBackend, config: RepositoryConfig, keys: MasterKey, keyId: string) {
+    this.backend = backend;
+    this.config = config;
+    this.#keys = keys;
+    this.keyId = keyId;
+  }
+
+  /** The encryption and MAC keys. Handle with care: anyone holding them reads everything. */
+  get keys(): MasterKey {
+    return this.#keys;
+  }
+
+  /** Creates a new repository. Fails with FORGE_REPO_EXISTS when one is there already. */
+  static async init(backend: StorageBackend, opts: InitOptions): Promise<Repository> {
+    if (await exists(backend, CONFIG)) {
+      throw new ForgeError('FORGE_REPO_EXISTS', `a repository already exists at ${backend.location}`, {
+        hint: 'use it as it is, or choose another location',
+      });
+    }
+    if (opts.compression) validateCompression(opts.compression);
+    await backend.create();
+    const raw = generateMasterKey();
+    const keys = splitMasterKey(raw);
+    const config = newConfig(opts);
+    const keyBytes = await createKeyFile(raw, opts.password, { kdf: opts.kdf });
+    const keyId = sha256Hex(keyBytes);
+    // Key first: a config without a key would be a repository nobody can open.
+    await backend.save({ type: 'key', name: keyId }, keyBytes);
+    await backend.save(CONFIG, encodeConfig(keys.encKey, config));
+    const repo = new Repository(backend, config, keys, keyId);
+    repo.#indexLoaded = true;
+    return repo;
+  }
+
+  /**
+   * Opens a repository: checks the config's format version (before the password), then tries
+   * each key file. Does not load the index yet (see {@link loadIndex}).
+   */
+  static async open(backend: StorageBackend, opts: OpenOptions): Promise<Repository> {
+    let cfg: Uint8Array;
+    try {
+      cfg = await backend.load(CONFIG);
+    } catch (e) {
+      if (isForgeError(e, 'FORGE_NOT_FOUND')) {
+        throw new ForgeError('FORGE_REPO_NOT_FOUND', `there is no repository at ${backend.location}`, {
+          hint: `check the path, or create one with 'forge init -r ${backend.location}'`,
+        });
+      }
+      throw e;
+    }
+    checkConfigHeader(cfg, backend.location);
+    const keyFiles: { id: string; kf: KeyFile }[] = [];
+    let lastInvalid: ForgeError | undefined;
+    for await (const info of backend.list('key')) {
+      try {
+        const bytes = await backend.load({ type: 'key', name: info.name });
+        keyFiles.push({ id: info.name, kf: parseKeyFile(bytes) });
+      } catch (e) {
+        if (isForgeError(e, 'FORGE_KEY_INVALID')) lastInvalid = e;
+        else throw e;
+      }
+    }
+    if (keyFiles.length === 0) {
+      throw lastInvalid ?? new ForgeError('FORGE_REPO_INVALID', `the repository at ${backend.location} has no key files`, { hint: 'restore keys/ from a copy' });
+    }
+    for (const { id, kf } of keyFiles) {
+      const raw = await openKeyFile(kf, opts.password);
+      if (!raw) continue;
+      const keys = splitMasterKey(raw);
+      const config = decodeConfig(keys.encKey, cfg, backend.location);
+      return new Repository(backend, config, keys, id);
+    }
+    throw new ForgeError('FORGE_WRONG_PASSWORD', 'wrong password: no key of this repository opens with it', {
+      hint: 'check FORGE_PASSWORD, --password-file or --password-command',
+    });
+  }
+
+  /** Loads every index file into memory. Idempotent. */
+  async loadIndex(): Promise<void> {
+    if (this.#indexLoaded) return;
+    const names: string[] = [];
+    for await (const info of this.backend.list('index')) names.push(info.name);
+    await mapLimit(names, 8, async (name) => {
+      const file = await this.loadIndexFile(name);
+      this.index.addIndexFile(file);
+    });
+    this.#indexLoaded = true;
+  }
+
+  async loadIndexFile(name: string): Promise<IndexFile> {
+    const bytes = await this.backend.load({ type: 'index', name });
+    return validateIndexFile(decodeObject(this.#keys.encKey, 'index', bytes, name), name);
+  }
+
+  /** Writes one index file listing `packs`; returns its id. */
+  async saveIndex(packs: readonly { id: string; entries: readonly PackEntry[] }[]): Promise<string> {
+    const file: IndexFile = {
+      packs: packs.map((p): IndexPack => ({
+        id: p.id,
+        blobs: p.entries.map((e) => ({ id: e.id, type: e.type, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression })),
+      })),
+    };
+    const bytes = encodeObject(this.#keys.encKey, 'index', file);
+    const name = sha256Hex(bytes);
+    await this.backend.save({ type: 'index', name }, bytes);
+    return name;
+  }
+
+  /** Reads, decrypts and verifies one blob. */
+  async loadBlob(type: BlobType, id: string): Promise<Uint8Array> {
+    await this.loadIndex();
+    const loc = this.index.lookup(id);
+    if (!loc || loc.type !== type) {
+      throw new ForgeError('FORGE_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, {
+        hint: "the repository is damaged or an index file is missing; run 'forge check' (and 'forge repair index')",
+      });
+    }
+    let sealed: Uint8Array;
+    try {
+      sealed = await this.backend.load({ type: 'pack', name: loc.packId }, { offset: loc.offset, length: loc.length });
+    } catch (e) {
+      if (isForgeError(e, 'FORGE_RANGE')) {
+        throw new ForgeError('FORGE_PACK_TRUNCATED', `pack ${loc.packId.slice(0, 12)} is shorter than the index says`, {
+          cause: e,
+          hint: "the pack is damaged; run 'forge check --read-data'",
+        });
+      }
+      if (isForgeError(e, 'FORGE_NOT_FOUND')) {
+        throw new ForgeError('FORGE_NOT_FOUND', `pack ${loc.packId.slice(0, 12)} is missing`, { cause: e, hint: "run 'forge check'" });
+      }
+      throw e;
+    }
+    return openBlob(this.#keys, Buffer.from(id, 'hex'), loc, sealed);
+  }
+
+  async loadTree(id: string): Promise<Tree> {
+    const cached = this.#treeCache.get(id);
+    if (cached) return cached;
+    const tree = decodeTree(await this.loadBlob('tree', id), id);
+    if (this.#treeCache.size >= TREE_CACHE_MAX) {
+      const first = this.#treeCache.keys().next();
+      if (!first.done) this.#treeCache.delete(first.value);
+    }
+    this.#treeCache.set(id, tree);
+    return tree;
+  }
+
+  async saveSnapshot(s: Snapshot): Promise<SnapshotId> {
+    const bytes = encodeObject(this.#keys.encKey, 'snapshot', s);
+    const name = sha256Hex(bytes);
+    await this.backend.save({ type: 'snapshot', name }, bytes);
+    return name as SnapshotId;
+  }
+
+  async loadSnapshot(id: string): Promise<SnapshotRecord> {
+    const bytes = await this.backend.load({ type: 'snapshot', name: id });
+    const s = validateSnapshot(decodeObject(this.#keys.encKey, 'snapshot', bytes, id), id);
+    return { ...s, id: id as SnapshotId };
+  }
+
+  /** All snapshots, oldest first. */
+  async listSnapshots(): Promise<SnapshotRecord[]> {
+    const names: string[] = [];
+    for await (const info of this.backend.list('snapshot')) names.push(info.name);
+    const all = await mapLimit(names, 8, (n) => this.loadSnapshot(n));
+    return all.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : 1));
+  }
+
+  async removeSnapshot(id: string): Promise<void> {
+    await this.backend.remove({ type: 'snapshot', name: id });
+  }
+
+  /** Adds a key file for another password; returns its id. */
+  async addKey(password: string, opts: CreateKeyFileOptions = {}): Promise<string> {
+    const bytes = await createKeyFile(Buffer.concat([this.#keys.encKey, this.#keys.macKey]), password, opts);
+    const id = sha256Hex(bytes);
+    await this.backend.save({ type: 'key', name: id }, bytes);
+    return id;
+  }
+
+  async listKeys(): Promise<{ id: string; created: string; hostname: string; username: string; current: boolean }[]> {
+    const out = [];
+    for await (const info of this.backend.list('key')) {
+      const kf = parseKeyFile(await this.backend.load({ type: 'key', name: info.name }));
+      out.push({ id: info.name, created: kf.created, hostname: kf.hostname, username: kf.username, current: info.name === this.keyId });
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+  }
+}
+
+async function exists(backend: StorageBackend, h: ObjectHandle): Promise<boolean> {
+  try {
+    await backend.stat(h);
+    return true;
+  } catch (e) {
+    if (isForgeError(e, 'FORGE_NOT_FOUND')) return false;
+    throw e;
+  }
+}
+
+/** SHA-256 helper re-exported for callers that verify object names. */
+export function objectId(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

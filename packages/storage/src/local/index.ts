@@ -1,0 +1,2 @@
+export type { LocalBackendOptions } from './local-backend.ts';
+export { createLocalBackend } from './local-backend.ts';
