@@ -1,1 +1,5 @@
-export {};
+export { defaultRepositoryPath, processIo } from './context.ts';
+export type { GlobalOptions, Io } from './context.ts';
+export { ExitCode, exitCodeFor } from './exit-codes.ts';
+export { runCli } from './program.ts';
+export type { RunOptions } from './program.ts';

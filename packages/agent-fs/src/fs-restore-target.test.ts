@@ -1,5 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, link, lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  link,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type BackupSource,
@@ -159,7 +170,8 @@ describe('createFsRestoreTarget: round trip', () => {
 
     const inodeGroups = (list: SourceEntry[], base: string) => {
       const m = new Map<bigint, string[]>();
-      for (const e of list) if (e.meta.type === 'file') m.set(e.meta.inode, [...(m.get(e.meta.inode) ?? []), rel(e, base)]);
+      for (const e of list)
+        if (e.meta.type === 'file') m.set(e.meta.inode, [...(m.get(e.meta.inode) ?? []), rel(e, base)]);
       return [...m.values()].filter((g) => g.length > 1);
     };
     expect(inodeGroups(a, restored)).toEqual([['a.txt', 'sub/hard-a']]);
@@ -308,7 +320,9 @@ describe('createFsRestoreTarget: path safety', () => {
         isCode('FORGE_FORMAT'),
       );
       await expect(target.hardlink(['ok'], path, fileMeta())).rejects.toSatisfy(isCode('FORGE_FORMAT'));
-      await expect(target.special(path, fileMeta({ type: 'fifo' }))).rejects.toSatisfy(isCode('FORGE_FORMAT'));
+      await expect(target.special(path, fileMeta({ type: 'fifo' }))).rejects.toSatisfy(
+        isCode('FORGE_FORMAT'),
+      );
       if (path.length > 0) {
         await expect(target.dir(path, fileMeta({ type: 'dir' }))).rejects.toSatisfy(isCode('FORGE_FORMAT'));
       }
@@ -323,7 +337,9 @@ describe('createFsRestoreTarget: path safety', () => {
     await target.prepare();
     await target.symlink(['evil'], fileMeta({ type: 'symlink', linkTarget: outside }));
     await expect(target.file(['evil', 'passwd'], fileMeta())).rejects.toSatisfy(isCode('FORGE_FORMAT'));
-    await expect(target.dir(['evil', 'd'], fileMeta({ type: 'dir' }))).rejects.toSatisfy(isCode('FORGE_FORMAT'));
+    await expect(target.dir(['evil', 'd'], fileMeta({ type: 'dir' }))).rejects.toSatisfy(
+      isCode('FORGE_FORMAT'),
+    );
     await writeFile(join(outside, 'secret'), 's');
     await expect(target.hardlink(['copy'], ['evil', 'secret'], fileMeta())).rejects.toSatisfy(
       isCode('FORGE_FORMAT'),

@@ -174,7 +174,10 @@ class FsRestoreTarget implements RestoreTarget {
 
   async symlink(path: readonly string[], meta: FileMetadata): Promise<void> {
     if (meta.linkTarget === undefined) {
-      throw new ForgeError(ForgeErrorCodes.FORGE_FORMAT, `symlink ${path.join('/')} has no target in the snapshot`);
+      throw new ForgeError(
+        ForgeErrorCodes.FORGE_FORMAT,
+        `symlink ${path.join('/')} has no target in the snapshot`,
+      );
     }
     const abs = await this.#prepareLeaf(path);
     try {
@@ -196,7 +199,11 @@ class FsRestoreTarget implements RestoreTarget {
         case 'chardev':
         case 'blockdev': {
           if (process.getuid?.() !== 0) {
-            this.#warn(abs, ForgeErrorCodes.FORGE_PERMISSION, `skipped ${meta.type} ${abs}: only root can create it`);
+            this.#warn(
+              abs,
+              ForgeErrorCodes.FORGE_PERMISSION,
+              `skipped ${meta.type} ${abs}: only root can create it`,
+            );
             return;
           }
           const { major, minor } = splitDeviceNumber(meta.rdev ?? 0);
@@ -280,9 +287,13 @@ class FsRestoreTarget implements RestoreTarget {
     try {
       const st = await lstat(abs);
       if (st.isDirectory()) {
-        throw new ForgeError(ForgeErrorCodes.FORGE_ALREADY_EXISTS, `cannot restore ${abs}: a directory is in the way`, {
-          hint: 'remove the directory or restore into an empty directory',
-        });
+        throw new ForgeError(
+          ForgeErrorCodes.FORGE_ALREADY_EXISTS,
+          `cannot restore ${abs}: a directory is in the way`,
+          {
+            hint: 'remove the directory or restore into an empty directory',
+          },
+        );
       }
       // Unlink rather than truncate: another hardlink to the old file must keep its content.
       await unlink(abs);
@@ -354,7 +365,9 @@ async function runTool(tool: string, args: string[]): Promise<void> {
   } catch (e) {
     const stderr = (e as { stderr?: unknown }).stderr;
     if (typeof stderr === 'string' && stderr.trim() !== '') {
-      throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${tool}: ${stderr.trim().split('\n')[0]}`, { cause: e });
+      throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${tool}: ${stderr.trim().split('\n')[0]}`, {
+        cause: e,
+      });
     }
     throw toForgeError(e, `running ${tool}`);
   }

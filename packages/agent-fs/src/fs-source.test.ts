@@ -1,4 +1,4 @@
-import { link, lstat, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isForgeError } from '@backupforge/common';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -39,14 +39,18 @@ describe('createFsSource: walk order', () => {
       expect(entries[i]?.meta.type).toBe('dir');
     }
     expect(entries.some((e) => e.path.length === 0)).toBe(false);
-    const expected = [...names, 'dir'].sort(byteOrder).flatMap((n) => (n === 'dir' ? ['dir', 'dir/x', 'dir/y'] : [n]));
+    const expected = [...names, 'dir']
+      .sort(byteOrder)
+      .flatMap((n) => (n === 'dir' ? ['dir', 'dir/x', 'dir/y'] : [n]));
     expect(relativePaths(events, root)).toEqual(expected);
     expect(expected.indexOf('\uFF5A')).toBeLessThan(expected.indexOf('\u{1F600}'));
   });
 
   it('merges several targets into one sorted tree, dropping duplicates and nested targets', async () => {
     const root = await fixtureDir({ a: { x: { f: '1' }, y: '2' }, b: { g: '3' }, c: { h: '4' } });
-    const source = createFsSource({ paths: [join(root, 'c'), join(root, 'a/x'), join(root, 'a'), `${root}/c/`] });
+    const source = createFsSource({
+      paths: [join(root, 'c'), join(root, 'a/x'), join(root, 'a'), `${root}/c/`],
+    });
     expect(source.kind).toBe('fs');
     expect(source.paths).toEqual([join(root, 'a'), join(root, 'c')]);
     const events = await collect(source);
@@ -146,7 +150,10 @@ describe('createFsSource: metadata', () => {
     expect(byName.get('empty')?.meta).toMatchObject({ type: 'dir', size: 0 });
     expect(relativePaths(events, root).filter((p) => p.startsWith('empty'))).toEqual(['empty']);
     if (asRoot) {
-      expect(byName.get('null')?.meta).toMatchObject({ type: 'chardev', rdev: Number((await lstat('/dev/null')).rdev) });
+      expect(byName.get('null')?.meta).toMatchObject({
+        type: 'chardev',
+        rdev: Number((await lstat('/dev/null')).rdev),
+      });
     }
     expect(await readAll(file as NonNullable<typeof file>, 2)).toEqual(Buffer.from('hello'));
     const bin = byName.get('x.bin');
@@ -203,6 +210,59 @@ describe('createFsSource: things that go away or cannot be read', () => {
     expect(relativePaths(events, root)).toEqual(['d', 'e']);
     expect(warningsOf(events)).toEqual([
       expect.objectContaining({ path: join(root, 'd'), code: 'FORGE_NOT_FOUND' }),
+    ]);
+  });
+});
+
+describe('createFsSource: permission errors (real EACCES, walked as user nobody)', () => {
+  // As root, permission bits do not block reads. So this test runs the walk in a child Node
+  // process with uid/gid 65534 (nobody), which sees genuine EACCES from readdir and open.
+  it('warns about an unreadable directory and fails to open an unreadable file', async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      ctx.skip('needs root to start a process as another user');
+      return;
+    }
+    const root = await fixtureDir({ locked: { f: 'x' }, ok: 'fine', secret: 's' });
+    await chmod(root, 0o755);
+    await chmod(join(root, 'locked'), 0o000);
+    await chmod(join(root, 'secret'), 0o000);
+    const script = join(root, 'probe.mjs');
+    await writeFile(
+      script,
+      `const { createFsSource } = await import(${JSON.stringify(new URL('./index.ts', import.meta.url).href)});
+const events = [];
+for await (const ev of createFsSource({ paths: [process.argv[2]], exclude: ['probe.mjs'] }).entries()) {
+  if (ev.kind === 'warning') { events.push(ev); continue; }
+  let openError;
+  if (ev.open) await ev.open().then((r) => r.close(), (e) => { openError = e.code; });
+  events.push({ kind: 'entry', name: ev.path.at(-1), openError });
+}
+console.log(JSON.stringify(events));`,
+    );
+    await chmod(script, 0o644);
+    let stdout: string;
+    try {
+      ({ stdout } = await execFileAsync(
+        process.execPath,
+        ['--conditions=@backupforge/source', script, root],
+        {
+          uid: 65534,
+          gid: 65534,
+        },
+      ));
+    } catch (e) {
+      ctx.skip(`cannot run node as nobody here: ${String(e).split('\n')[0]}`);
+      return;
+    }
+    const events = JSON.parse(stdout) as Array<Record<string, unknown>>;
+    const mine = events.filter(
+      (e) => e.kind === 'warning' || ['locked', 'ok', 'secret'].includes(String(e.name)),
+    );
+    expect(mine).toEqual([
+      { kind: 'entry', name: 'locked' },
+      expect.objectContaining({ kind: 'warning', path: join(root, 'locked'), code: 'FORGE_PERMISSION' }),
+      { kind: 'entry', name: 'ok' },
+      { kind: 'entry', name: 'secret', openError: 'FORGE_PERMISSION' },
     ]);
   });
 });
@@ -325,7 +385,9 @@ describe('createFsSource: excludes', () => {
 
   it('a target that is itself excluded yields nothing', async () => {
     const root = await fixtureDir(tree);
-    const events = await collect(createFsSource({ paths: [join(root, 'node_modules')], exclude: ['node_modules'] }));
+    const events = await collect(
+      createFsSource({ paths: [join(root, 'node_modules')], exclude: ['node_modules'] }),
+    );
     expect(events).toEqual([]);
   });
 

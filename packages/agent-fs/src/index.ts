@@ -1,6 +1,6 @@
-export { createFsRestoreTarget } from './fs-restore-target.ts';
 export type { FsRestoreTargetOptions, RestoreWarning } from './fs-restore-target.ts';
-export { createFsSource } from './fs-source.ts';
+export { createFsRestoreTarget } from './fs-restore-target.ts';
 export type { FsSourceOptions } from './fs-source.ts';
-export { createStdinSource } from './stdin-source.ts';
+export { createFsSource } from './fs-source.ts';
 export type { StdinSourceOptions } from './stdin-source.ts';
+export { createStdinSource } from './stdin-source.ts';

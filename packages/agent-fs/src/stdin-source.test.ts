@@ -7,7 +7,11 @@ import { createStdinSource } from './stdin-source.ts';
 describe('createStdinSource', () => {
   it('yields one file entry whose reader hands out the stream in caller-sized pieces', async () => {
     const chunks = [Buffer.alloc(10_000, 1), Buffer.from('tail'), Buffer.alloc(0), Buffer.alloc(3, 2)];
-    const source = createStdinSource({ filename: 'db.sql', stream: Readable.from(chunks), now: () => 1_700_000_000_123 });
+    const source = createStdinSource({
+      filename: 'db.sql',
+      stream: Readable.from(chunks),
+      now: () => 1_700_000_000_123,
+    });
     expect(source.kind).toBe('stdin');
     expect(source.paths).toEqual(['/db.sql']);
     const events = await collect(source);
@@ -27,7 +31,10 @@ describe('createStdinSource', () => {
   });
 
   it('fills whole buffers across chunk boundaries and returns 0 at the end', async () => {
-    const source = createStdinSource({ filename: 'x', stream: Readable.from([Buffer.from('abc'), Buffer.from('defgh')]) });
+    const source = createStdinSource({
+      filename: 'x',
+      stream: Readable.from([Buffer.from('abc'), Buffer.from('defgh')]),
+    });
     const [entry] = entriesOf(await collect(source));
     const reader = await (entry?.open?.() ?? Promise.reject(new Error('no open')));
     const buf = new Uint8Array(4);

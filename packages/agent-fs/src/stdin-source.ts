@@ -39,7 +39,9 @@ export function createStdinSource(options: StdinSourceOptions): BackupSource {
 
   async function* entries(signal?: AbortSignal): AsyncGenerator<SourceEvent> {
     if (signal?.aborted) {
-      throw new ForgeError(ForgeErrorCodes.FORGE_ABORTED, 'the backup was cancelled', { cause: signal.reason });
+      throw new ForgeError(ForgeErrorCodes.FORGE_ABORTED, 'the backup was cancelled', {
+        cause: signal.reason,
+      });
     }
     const ns = BigInt(Math.trunc(now())) * 1_000_000n;
     yield {

@@ -18,9 +18,13 @@ export function parseExcludeIfPresent(spec: string): ExcludeIfPresentRule {
   const colon = spec.indexOf(':');
   const name = colon < 0 ? spec : spec.slice(0, colon);
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
-    throw new ForgeError(ForgeErrorCodes.FORGE_USAGE, `invalid --exclude-if-present file name ${JSON.stringify(name)}`, {
-      hint: 'give a plain file name, optionally followed by :header',
-    });
+    throw new ForgeError(
+      ForgeErrorCodes.FORGE_USAGE,
+      `invalid --exclude-if-present file name ${JSON.stringify(name)}`,
+      {
+        hint: 'give a plain file name, optionally followed by :header',
+      },
+    );
   }
   if (colon < 0) return { name };
   return { name, header: new TextEncoder().encode(spec.slice(colon + 1)) };

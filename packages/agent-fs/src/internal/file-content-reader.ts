@@ -1,6 +1,12 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { type ContentReader, ForgeError, ForgeErrorCodes, InternalError, toForgeError } from '@backupforge/common';
+import {
+  type ContentReader,
+  ForgeError,
+  ForgeErrorCodes,
+  InternalError,
+  toForgeError,
+} from '@backupforge/common';
 
 // O_NOFOLLOW: a file swapped for a symlink after lstat is not followed (ELOOP instead).
 // O_NONBLOCK: a file swapped for a FIFO cannot hang the backup; regular files ignore it.

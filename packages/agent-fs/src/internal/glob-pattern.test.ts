@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { compileGlobPattern } from './glob-pattern.ts';
-import { parseExcludeFile } from './exclude-matcher.ts';
 import { parseExcludeIfPresent } from './exclude-if-present.ts';
+import { parseExcludeFile } from './exclude-matcher.ts';
+import { compileGlobPattern } from './glob-pattern.ts';
 
 const m = (pattern: string, path: string, nocase = false) => compileGlobPattern(pattern, nocase).test(path);
 

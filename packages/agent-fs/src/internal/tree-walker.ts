@@ -1,9 +1,9 @@
 import type { BigIntStats } from 'node:fs';
 import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import {
+  type FileMetadata,
   ForgeError,
   ForgeErrorCodes,
-  type FileMetadata,
   type SourceEntry,
   type SourceEvent,
   type SourceWarning,
@@ -246,7 +246,11 @@ export class TreeWalker {
 
   #meta(st: BigIntStats, type: FileMetadata['type'], linkTarget?: string): FileMetadata {
     const { users, groups } = this.#config;
-    return toFileMetadata(st, type, linkTarget === undefined ? { users, groups } : { users, groups, linkTarget });
+    return toFileMetadata(
+      st,
+      type,
+      linkTarget === undefined ? { users, groups } : { users, groups, linkTarget },
+    );
   }
 
   #entry(abs: string, path: readonly string[], meta: FileMetadata): SourceEntry {

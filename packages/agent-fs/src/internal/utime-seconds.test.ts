@@ -1,5 +1,4 @@
-import { utimes } from 'node:fs/promises';
-import { stat, writeFile } from 'node:fs/promises';
+import { stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { splitDeviceNumber } from './device-number.ts';
@@ -29,7 +28,7 @@ describe('nsToUtimeSeconds', () => {
     for (const ns of samples) {
       await utimes(f, nsToUtimeSeconds(ns), nsToUtimeSeconds(ns));
       const st = await stat(f, { bigint: true });
-      const floorUs = (v: bigint) => (v >= 0n ? v / 1000n : (v - 999n) / 1000n);
+      const floorUs = (v: bigint) => (v >= 0n ? v / 1000n : -((-v + 999n) / 1000n));
       expect(floorUs(st.mtimeNs), String(ns)).toBe(floorUs(ns));
     }
   });
@@ -40,7 +39,7 @@ describe('splitDeviceNumber', () => {
     expect(splitDeviceNumber(0x103)).toEqual({ major: 1n, minor: 3n });
     expect(splitDeviceNumber(0x801)).toEqual({ major: 8n, minor: 1n });
     // major 259, minor 65536 (large encoding)
-    const dev = (259n & 0xfffn) << 8n | ((65536n & 0xffn) | ((65536n & ~0xffn) << 12n));
+    const dev = ((259n & 0xfffn) << 8n) | ((65536n & 0xffn) | ((65536n & ~0xffn) << 12n));
     expect(splitDeviceNumber(dev)).toEqual({ major: 259n, minor: 65536n });
   });
 });

@@ -1,0 +1,156 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
+import { ForgeError, isForgeError, type StorageBackend } from '@backupforge/common';
+import { Repository } from '@backupforge/engine';
+import { openBackend } from '@backupforge/storage';
+import { Output } from './output.ts';
+
+/** Options every command accepts (commander global options). */
+export interface GlobalOptions {
+  repo?: string;
+  passwordFile?: string;
+  passwordCommand?: string;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+  debug?: boolean;
+}
+
+/** Where a command reads and writes; replaced in tests. */
+export interface Io {
+  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+}
+
+export function processIo(): Io {
+  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, cwd: process.cwd() };
+}
+
+/** `$XDG_DATA_HOME/backupforge/repository`, else `~/.local/share/backupforge/repository`. */
+export function defaultRepositoryPath(env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share');
+  return join(base, 'backupforge', 'repository');
+}
+
+export class Context {
+  readonly io: Io;
+  readonly opts: GlobalOptions;
+  readonly out: Output;
+  readonly signal: AbortSignal;
+
+  constructor(io: Io, opts: GlobalOptions, signal: AbortSignal) {
+    this.io = io;
+    this.opts = opts;
+    this.signal = signal;
+    this.out = new Output(io, opts);
+  }
+
+  /** The repository location and whether it is the built-in default. */
+  repositoryLocation(): { location: string; isDefault: boolean } {
+    const given = this.opts.repo ?? this.io.env.FORGE_REPOSITORY;
+    if (given) return { location: given, isDefault: false };
+    return { location: defaultRepositoryPath(this.io.env), isDefault: true };
+  }
+
+  async backend(): Promise<StorageBackend> {
+    const { location } = this.repositoryLocation();
+    const resolved = /^[a-z][a-z0-9+]*:/i.test(location) && !/^[a-z]:[\\/]/i.test(location) ? location : resolve(this.io.cwd, location);
+    return openBackend(resolved);
+  }
+
+  /**
+   * The password, from (in order) --password-file, --password-command, FORGE_PASSWORD,
+   * FORGE_PASSWORD_FILE, FORGE_PASSWORD_COMMAND, or a prompt when stdin is a terminal.
+   */
+  async password(opts: { confirm?: boolean; prompt?: string } = {}): Promise<string> {
+    const env = this.io.env;
+    const file = this.opts.passwordFile ?? env.FORGE_PASSWORD_FILE;
+    const command = this.opts.passwordCommand ?? env.FORGE_PASSWORD_COMMAND;
+    if (this.opts.passwordFile) return readPasswordFile(this.opts.passwordFile, this.io.cwd);
+    if (this.opts.passwordCommand) return runPasswordCommand(this.opts.passwordCommand);
+    if (env.FORGE_PASSWORD !== undefined && env.FORGE_PASSWORD !== '') return env.FORGE_PASSWORD;
+    if (file) return readPasswordFile(file, this.io.cwd);
+    if (command) return runPasswordCommand(command);
+    if (this.io.stdin.isTTY && this.io.stderr.isTTY) {
+      const pw = await prompt(this.io, opts.prompt ?? 'enter password for repository: ');
+      if (opts.confirm) {
+        const again = await prompt(this.io, 'enter password again: ');
+        if (again !== pw) throw new ForgeError('FORGE_USAGE', 'the passwords do not match', { hint: 'run the command again' });
+      }
+      if (pw === '') throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'an empty password is not allowed');
+      return pw;
+    }
+    throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'no password given', {
+      hint: 'set FORGE_PASSWORD, or use --password-file or --password-command',
+    });
+  }
+
+  /** Opens the repository; with `autoInit`, creates the default repository the first time. */
+  async openRepository(opts: { autoInit?: boolean } = {}): Promise<Repository> {
+    const backend = await this.backend();
+    const password = await this.password();
+    try {
+      return await Repository.open(backend, { password });
+    } catch (e) {
+      const { isDefault } = this.repositoryLocation();
+      if (opts.autoInit && isDefault && isForgeError(e, 'FORGE_REPO_NOT_FOUND')) {
+        const repo = await Repository.init(backend, { password });
+        this.out.note(`created a new repository at ${backend.location} (keep the password: without it the backups cannot be read)`);
+        return repo;
+      }
+      if (isForgeError(e, 'FORGE_REPO_NOT_FOUND') && isDefault) {
+        throw new ForgeError('FORGE_REPO_NOT_FOUND', `there is no repository at ${backend.location} (the default location)`, {
+          hint: "give one with -r/--repo or FORGE_REPOSITORY, or run 'forge backup' once to create the default repository",
+        });
+      }
+      throw e;
+    }
+  }
+}
+
+async function readPasswordFile(path: string, cwd: string): Promise<string> {
+  try {
+    const text = await readFile(resolve(cwd, path), 'utf8');
+    const pw = text.replace(/\r?\n$/, '');
+    if (pw === '') throw new ForgeError('FORGE_PASSWORD_REQUIRED', `password file ${path} is empty`);
+    return pw;
+  } catch (e) {
+    if (e instanceof ForgeError) throw e;
+    throw new ForgeError('FORGE_PASSWORD_REQUIRED', `cannot read password file ${path}: ${(e as Error).message}`, { hint: 'check the path and its permissions' });
+  }
+}
+
+async function runPasswordCommand(command: string): Promise<string> {
+  try {
+    const { stdout } = await promisify(execFile)('/bin/sh', ['-c', command], { timeout: 60_000, maxBuffer: 1024 * 1024 });
+    const pw = stdout.replace(/\r?\n$/, '');
+    if (pw === '') throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'the password command printed nothing');
+    return pw;
+  } catch (e) {
+    if (e instanceof ForgeError) throw e;
+    throw new ForgeError('FORGE_PASSWORD_REQUIRED', `the password command failed: ${(e as Error).message.split('\n')[0]}`, {
+      hint: 'run the command by hand to see why',
+    });
+  }
+}
+
+/** Reads a line from the terminal without echoing it. */
+async function prompt(io: Io, question: string): Promise<string> {
+  io.stderr.write(question);
+  const muted = new Writable({ write: (_c, _e, cb) => cb() });
+  const rl = createInterface({ input: io.stdin, output: muted, terminal: true });
+  try {
+    return await new Promise<string>((res) => rl.question('', res));
+  } finally {
+    rl.close();
+    io.stderr.write('\n');
+  }
+}

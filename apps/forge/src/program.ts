@@ -1,0 +1,158 @@
+import { toForgeError } from '@backupforge/common';
+import { Command, CommanderError } from 'commander';
+import { ENGINE_VERSION } from '@backupforge/engine';
+import { backupCommand } from './commands/backup.ts';
+import { diffCommand, dumpCommand, lsCommand, statsCommand } from './commands/browse.ts';
+import { initCommand } from './commands/init.ts';
+import { restoreCommand } from './commands/restore.ts';
+import { snapshotsCommand } from './commands/snapshots.ts';
+import { Context, type GlobalOptions, type Io } from './context.ts';
+import { ExitCode, exitCodeFor } from './exit-codes.ts';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function filterOptions(cmd: Command): Command {
+  return cmd
+    .option('--host <host>', 'only snapshots of this host (repeatable)', collect)
+    .option('--tag <tags>', 'only snapshots with these tags, comma-separated = all of them (repeatable = any)', collect)
+    .option('--path <path>', 'only snapshots that include this path (repeatable)', collect);
+}
+
+export interface RunOptions {
+  readonly io: Io;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs the forge CLI with `argv` (without the node and script entries) and resolves with the
+ * exit code. Never throws and never calls process.exit, so tests call it directly.
+ */
+export async function runCli(argv: readonly string[], { io, signal = new AbortController().signal }: RunOptions): Promise<number> {
+  let code: number = ExitCode.OK;
+  let ctx: Context | undefined;
+  const program = new Command('forge');
+  const run =
+    <A extends unknown[]>(fn: (ctx: Context, ...args: A) => Promise<number>) =>
+    async (...args: unknown[]) => {
+      const cmd = args[args.length - 1] as Command;
+      ctx = new Context(io, cmd.optsWithGlobals() as GlobalOptions, signal);
+      code = await fn(ctx, ...(args.slice(0, -1) as A));
+    };
+
+  program
+    .description('BackupForge: deduplicated, compressed, encrypted backups')
+    .version(ENGINE_VERSION, '-V, --version')
+    .option('-r, --repo <location>', 'repository location (default: $FORGE_REPOSITORY, else ~/.local/share/backupforge/repository)')
+    .option('--password-file <file>', 'read the password from a file (or $FORGE_PASSWORD_FILE)')
+    .option('--password-command <command>', 'run a command that prints the password (or $FORGE_PASSWORD_COMMAND)')
+    .option('--json', 'print JSON lines on stdout (progress, warnings, summary)')
+    .option('-v, --verbose', 'print summaries even without a terminal (e.g. under cron)')
+    .option('-q, --quiet', 'print nothing but errors and warnings')
+    .option('--debug', 'print stack traces for errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .addHelpText(
+      'after',
+      `
+Password: FORGE_PASSWORD, FORGE_PASSWORD_FILE, FORGE_PASSWORD_COMMAND, --password-file,
+--password-command, or a prompt on a terminal.
+Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
+10 repository missing or invalid, 11 repository locked, 12 wrong password, 130 interrupted.`,
+    );
+
+  program
+    .command('init')
+    .description('create a new repository')
+    .option('--compression <algo>', 'default compression: zstd[:level], lz4 or none', 'zstd:3')
+    .action(run(initCommand));
+
+  program
+    .command('backup')
+    .description('back up files and directories (creates the default repository on first use)')
+    .argument('[paths...]', 'files and directories to back up')
+    .option('--tag <tags>', 'add tags (comma-separated, repeatable)', collect)
+    .option('--host <host>', 'hostname to record (default: this host)')
+    .option('-n, --dry-run', 'do everything but write to the repository')
+    .option('--stdin', 'back up what is read from standard input')
+    .option('--stdin-filename <name>', 'file name for --stdin', 'stdin')
+    .option('-e, --exclude <pattern>', 'exclude paths matching the pattern (repeatable)', collect)
+    .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect)
+    .option('--exclude-file <file>', 'read exclude patterns from a file (repeatable)', collect)
+    .option('--exclude-if-present <name[:header]>', 'exclude directories containing this file (repeatable)', collect)
+    .option('-x, --one-file-system', 'do not cross filesystem boundaries')
+    .option('--parent <snapshot>', 'use this snapshot as the parent (default: latest of the same host and paths)')
+    .option('-f, --force', 'read every file, ignoring the parent snapshot')
+    .action(run(backupCommand));
+
+  filterOptions(program.command('snapshots').alias('list').description('list snapshots')).action(run(snapshotsCommand));
+
+  filterOptions(
+    program
+      .command('ls')
+      .description('list files in a snapshot')
+      .argument('<snapshot>', "snapshot id, id prefix or 'latest'")
+      .argument('[path]', 'directory or file inside the snapshot', '/')
+      .option('-l, --long', 'show mode, owner, size and time')
+      .option('--no-recursive', 'list only the given directory'),
+  ).action(run(lsCommand));
+
+  filterOptions(
+    program
+      .command('restore')
+      .description('restore a snapshot, or a path in it, into a directory')
+      .argument('<snapshot[:path]>', "snapshot id, prefix or 'latest', optionally with :/path/inside")
+      .requiredOption('-t, --target <dir>', 'directory to restore into (must be empty unless --overwrite)')
+      .option('-i, --include <pattern>', 'restore only matching paths (repeatable)', collect)
+      .option('--iinclude <pattern>', 'like --include, ignoring case', collect)
+      .option('-e, --exclude <pattern>', 'do not restore matching paths (repeatable)', collect)
+      .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect)
+      .option('--verify', 'read restored files back and compare them with the snapshot')
+      .option('--overwrite', 'allow restoring into a non-empty directory, replacing files in the way'),
+  ).action(run(restoreCommand));
+
+  filterOptions(
+    program
+      .command('dump')
+      .description('write one file from a snapshot to stdout')
+      .argument('<snapshot>', "snapshot id, prefix or 'latest'")
+      .argument('<file>', 'path of the file inside the snapshot'),
+  ).action(run(dumpCommand));
+
+  filterOptions(
+    program
+      .command('diff')
+      .description('show what changed between two snapshots')
+      .argument('<snapshotA>', 'older snapshot')
+      .argument('<snapshotB>', 'newer snapshot'),
+  ).action(run(diffCommand));
+
+  filterOptions(
+    program
+      .command('stats')
+      .description('show sizes, deduplication and compression of the repository or of snapshots')
+      .argument('[snapshots...]', "snapshot ids or 'latest' (default: all)"),
+  ).action(run(statsCommand));
+
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.OK;
+      return ExitCode.USAGE; // commander already printed one line
+    }
+    const fe = toForgeError(e);
+    const out = ctx?.out;
+    const debug = ctx?.opts.debug || argv.includes('--debug');
+    const extra = { code: fe.code, ...(fe.hint ? { hint: fe.hint } : {}) };
+    if (out) out.error(fe.toOneLine(), extra);
+    else io.stderr.write(`error: ${fe.toOneLine()}\n`);
+    if (debug) io.stderr.write(`${(fe.cause instanceof Error ? fe.cause : fe).stack ?? ''}\n`);
+    if (fe.code === 'FORGE_INTERNAL' && !debug) io.stderr.write('run with --debug for details\n');
+    return exitCodeFor(fe.code);
+  }
+}
