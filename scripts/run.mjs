@@ -136,10 +136,17 @@ function ensureInstall() {
 }
 
 function build(quiet) {
-  const status = pnpm(['exec', 'turbo', 'run', 'build', '--output-logs=errors-only', '--log-prefix=none'], {
-    stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit',
-  });
-  if (status !== 0) fail('build failed (see above)');
+  const args = [pnpmCli, 'exec', 'turbo', 'run', 'build', '--output-logs=errors-only', '--log-prefix=none'];
+  if (!quiet) {
+    if (run(node, args, { env }) !== 0) fail('build failed (see above)');
+    return;
+  }
+  // Quiet: show turbo's output only when the build fails.
+  const r = spawnSync(node, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) {
+    process.stderr.write(`${r.stdout || ''}${r.stderr || ''}`);
+    fail('build failed (see above)');
+  }
 }
 
 const [task, ...rest] = process.argv.slice(2);

@@ -17,6 +17,7 @@ import {
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  type ContentReader,
   type FileMetadata,
   ForgeError,
   type ForgeErrorCode,
@@ -27,6 +28,7 @@ import {
   toForgeError,
 } from '@backupforge/common';
 import { splitDeviceNumber } from './internal/device-number.ts';
+import { openFileReader } from './internal/file-content-reader.ts';
 import { checkComponents, checkEntryPath } from './internal/restore-path.ts';
 import { nsToUtimeSeconds } from './internal/utime-seconds.ts';
 import { isAllZero } from './internal/zero-bytes.ts';
@@ -226,6 +228,11 @@ class FsRestoreTarget implements RestoreTarget {
       const err = toForgeError(e, `restoring ${meta.type} ${abs}`);
       this.#warn(abs, err.code, err.message);
     }
+  }
+
+  async readBack(path: readonly string[]): Promise<ContentReader> {
+    checkEntryPath(path);
+    return openFileReader(join(this.#root, ...path));
   }
 
   async close(): Promise<void> {

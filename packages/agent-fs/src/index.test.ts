@@ -4,6 +4,7 @@ it('exports exactly the public API', async () => {
   expect(Object.keys(await import('./index.ts')).sort()).toEqual([
     'createFsRestoreTarget',
     'createFsSource',
+    'createPathMatcher',
     'createStdinSource',
   ]);
 });

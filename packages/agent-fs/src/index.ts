@@ -4,3 +4,5 @@ export type { FsSourceOptions } from './fs-source.ts';
 export { createFsSource } from './fs-source.ts';
 export type { StdinSourceOptions } from './stdin-source.ts';
 export { createStdinSource } from './stdin-source.ts';
+export { createPathMatcher } from './path-matcher.ts';
+export type { PathMatcherOptions } from './path-matcher.ts';

@@ -47,6 +47,7 @@ export function createStdinSource(options: StdinSourceOptions): BackupSource {
     yield {
       kind: 'entry',
       path: [filename],
+      streamed: true,
       meta: {
         type: 'file',
         mode: 0o644,

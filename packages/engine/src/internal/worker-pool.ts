@@ -77,7 +77,6 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       for (const p of slot.pending.values()) p.reject(new InternalError(`blob worker crashed: ${e.message}`, e));
       slot.pending.clear();
     });
-    w.unref();
     workers.push(slot);
   }
   function post<T>(msg: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<T> {
