@@ -52,9 +52,13 @@ function npmInstallTools(specs) {
   }
   log(`installing ${specs.join(', ')} into .tools/ (from the npm registry)`);
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  const status = run(npm, ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', TOOLS, ...specs], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const status = run(
+    npm,
+    ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', TOOLS, ...specs],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   if (status !== 0) fail(`npm install ${specs.join(' ')} failed; check that the npm registry is reachable`);
 }
 
@@ -93,7 +97,9 @@ function ensurePnpm(node) {
 const { node, nodedir } = ensureNode();
 const pnpmCli = ensurePnpm(node);
 const env = Object.assign({}, process.env, {
-  PATH: [dirname(node), join(TOOLS, 'bin'), join(ROOT, 'node_modules', '.bin'), process.env.PATH].join(delimiter),
+  PATH: [dirname(node), join(TOOLS, 'bin'), join(ROOT, 'node_modules', '.bin'), process.env.PATH].join(
+    delimiter,
+  ),
   TURBO_TELEMETRY_DISABLED: '1',
   DO_NOT_TRACK: '1',
 });
@@ -125,12 +131,20 @@ function installStamp() {
 function ensureInstall() {
   const stampFile = join(TOOLS, 'install.stamp');
   const stamp = installStamp();
-  if (existsSync(join(ROOT, 'node_modules')) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return;
+  if (
+    existsSync(join(ROOT, 'node_modules')) &&
+    existsSync(stampFile) &&
+    readFileSync(stampFile, 'utf8') === stamp
+  )
+    return;
   log('installing dependencies (pnpm install)');
   const frozen = existsSync(join(ROOT, 'pnpm-lock.yaml')) && process.env.FORGE_UNFROZEN !== '1';
-  const status = pnpm(['install', frozen ? '--frozen-lockfile' : '--no-frozen-lockfile', '--reporter=append-only'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const status = pnpm(
+    ['install', frozen ? '--frozen-lockfile' : '--no-frozen-lockfile', '--reporter=append-only'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   if (status !== 0) fail('pnpm install failed (see above)');
   writeFileSync(stampFile, installStamp());
 }
@@ -155,7 +169,10 @@ let code = 0;
 switch (task) {
   case 'forge': {
     build(true);
-    code = run(node, [join(ROOT, 'apps', 'forge', 'dist', 'main.js'), ...rest], { env, cwd: process.env.INIT_CWD || process.cwd() });
+    code = run(node, [join(ROOT, 'apps', 'forge', 'dist', 'main.js'), ...rest], {
+      env,
+      cwd: process.env.INIT_CWD || process.cwd(),
+    });
     break;
   }
   case 'build':

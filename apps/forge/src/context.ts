@@ -31,7 +31,13 @@ export interface Io {
 }
 
 export function processIo(): Io {
-  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, cwd: process.cwd() };
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    cwd: process.cwd(),
+  };
 }
 
 /** `$XDG_DATA_HOME/backupforge/repository`, else `~/.local/share/backupforge/repository`. */
@@ -62,7 +68,10 @@ export class Context {
 
   async backend(): Promise<StorageBackend> {
     const { location } = this.repositoryLocation();
-    const resolved = /^[a-z][a-z0-9+]*:/i.test(location) && !/^[a-z]:[\\/]/i.test(location) ? location : resolve(this.io.cwd, location);
+    const resolved =
+      /^[a-z][a-z0-9+]*:/i.test(location) && !/^[a-z]:[\\/]/i.test(location)
+        ? location
+        : resolve(this.io.cwd, location);
     return openBackend(resolved);
   }
 
@@ -83,7 +92,10 @@ export class Context {
       const pw = await prompt(this.io, opts.prompt ?? 'enter password for repository: ');
       if (opts.confirm) {
         const again = await prompt(this.io, 'enter password again: ');
-        if (again !== pw) throw new ForgeError('FORGE_USAGE', 'the passwords do not match', { hint: 'run the command again' });
+        if (again !== pw)
+          throw new ForgeError('FORGE_USAGE', 'the passwords do not match', {
+            hint: 'run the command again',
+          });
       }
       if (pw === '') throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'an empty password is not allowed');
       return pw;
@@ -103,13 +115,19 @@ export class Context {
       const { isDefault } = this.repositoryLocation();
       if (opts.autoInit && isDefault && isForgeError(e, 'FORGE_REPO_NOT_FOUND')) {
         const repo = await Repository.init(backend, { password });
-        this.out.note(`created a new repository at ${backend.location} (keep the password: without it the backups cannot be read)`);
+        this.out.note(
+          `created a new repository at ${backend.location} (keep the password: without it the backups cannot be read)`,
+        );
         return repo;
       }
       if (isForgeError(e, 'FORGE_REPO_NOT_FOUND') && isDefault) {
-        throw new ForgeError('FORGE_REPO_NOT_FOUND', `there is no repository at ${backend.location} (the default location)`, {
-          hint: "give one with -r/--repo or FORGE_REPOSITORY, or run 'forge backup' once to create the default repository",
-        });
+        throw new ForgeError(
+          'FORGE_REPO_NOT_FOUND',
+          `there is no repository at ${backend.location} (the default location)`,
+          {
+            hint: "give one with -r/--repo or FORGE_REPOSITORY, or run 'forge backup' once to create the default repository",
+          },
+        );
       }
       throw e;
     }
@@ -124,21 +142,32 @@ async function readPasswordFile(path: string, cwd: string): Promise<string> {
     return pw;
   } catch (e) {
     if (e instanceof ForgeError) throw e;
-    throw new ForgeError('FORGE_PASSWORD_REQUIRED', `cannot read password file ${path}: ${(e as Error).message}`, { hint: 'check the path and its permissions' });
+    throw new ForgeError(
+      'FORGE_PASSWORD_REQUIRED',
+      `cannot read password file ${path}: ${(e as Error).message}`,
+      { hint: 'check the path and its permissions' },
+    );
   }
 }
 
 async function runPasswordCommand(command: string): Promise<string> {
   try {
-    const { stdout } = await promisify(execFile)('/bin/sh', ['-c', command], { timeout: 60_000, maxBuffer: 1024 * 1024 });
+    const { stdout } = await promisify(execFile)('/bin/sh', ['-c', command], {
+      timeout: 60_000,
+      maxBuffer: 1024 * 1024,
+    });
     const pw = stdout.replace(/\r?\n$/, '');
     if (pw === '') throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'the password command printed nothing');
     return pw;
   } catch (e) {
     if (e instanceof ForgeError) throw e;
-    throw new ForgeError('FORGE_PASSWORD_REQUIRED', `the password command failed: ${(e as Error).message.split('\n')[0]}`, {
-      hint: 'run the command by hand to see why',
-    });
+    throw new ForgeError(
+      'FORGE_PASSWORD_REQUIRED',
+      `the password command failed: ${(e as Error).message.split('\n')[0]}`,
+      {
+        hint: 'run the command by hand to see why',
+      },
+    );
   }
 }
 

@@ -1,5 +1,5 @@
-export { defaultRepositoryPath, processIo } from './context.ts';
 export type { GlobalOptions, Io } from './context.ts';
+export { defaultRepositoryPath, processIo } from './context.ts';
 export { ExitCode, exitCodeFor } from './exit-codes.ts';
-export { runCli } from './program.ts';
 export type { RunOptions } from './program.ts';
+export { runCli } from './program.ts';

@@ -9,7 +9,9 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     interrupted++;
     if (interrupted > 1) process.exit(ExitCode.INTERRUPTED);
-    process.stderr.write(`\n${sig === 'SIGINT' ? 'interrupted' : 'terminated'}: stopping cleanly (press Ctrl-C again to quit at once)\n`);
+    process.stderr.write(
+      `\n${sig === 'SIGINT' ? 'interrupted' : 'terminated'}: stopping cleanly (press Ctrl-C again to quit at once)\n`,
+    );
     controller.abort();
   });
 }

@@ -103,7 +103,13 @@ export class Output {
               seconds_elapsed: Math.round(elapsed / 1000),
               files_done: ev.filesDone,
               bytes_done: ev.bytesDone,
-              ...(totals ? { total_files: totals.files, total_bytes: totals.bytes, percent_done: totals.bytes ? ev.bytesDone / totals.bytes : 0 } : {}),
+              ...(totals
+                ? {
+                    total_files: totals.files,
+                    total_bytes: totals.bytes,
+                    percent_done: totals.bytes ? ev.bytesDone / totals.bytes : 0,
+                  }
+                : {}),
             });
             return;
           }
@@ -114,7 +120,9 @@ export class Output {
             eta = ` ${pct.toFixed(1)}%  ETA ${formatDuration(((totals.bytes - ev.bytesDone) / rate) * 1000)}`;
           }
           const files = totals ? `${ev.filesDone}/${totals.files}` : `${ev.filesDone}`;
-          const bytes = totals ? `${formatBytes(ev.bytesDone)}/${formatBytes(totals.bytes)}` : formatBytes(ev.bytesDone);
+          const bytes = totals
+            ? `${formatBytes(ev.bytesDone)}/${formatBytes(totals.bytes)}`
+            : formatBytes(ev.bytesDone);
           let line = `[${formatDuration(elapsed)}] ${files} files, ${bytes}, ${formatBytes(rate)}/s${eta}`;
           const width = this.#io.stderr.columns ?? 80;
           if (ev.currentPath && line.length + 3 < width) {

@@ -1,11 +1,12 @@
 import { toForgeError } from '@backupforge/common';
-import { Command, CommanderError } from 'commander';
 import { ENGINE_VERSION } from '@backupforge/engine';
+import { Command, CommanderError } from 'commander';
 import { backupCommand } from './commands/backup.ts';
 import { diffCommand, dumpCommand, lsCommand, statsCommand } from './commands/browse.ts';
 import { initCommand } from './commands/init.ts';
 import { restoreCommand } from './commands/restore.ts';
 import { snapshotsCommand } from './commands/snapshots.ts';
+import { unlockCommand } from './commands/unlock.ts';
 import { Context, type GlobalOptions, type Io } from './context.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
 
@@ -14,7 +15,11 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 function filterOptions(cmd: Command): Command {
   return cmd
     .option('--host <host>', 'only snapshots of this host (repeatable)', collect)
-    .option('--tag <tags>', 'only snapshots with these tags, comma-separated = all of them (repeatable = any)', collect)
+    .option(
+      '--tag <tags>',
+      'only snapshots with these tags, comma-separated = all of them (repeatable = any)',
+      collect,
+    )
     .option('--path <path>', 'only snapshots that include this path (repeatable)', collect);
 }
 
@@ -27,7 +32,10 @@ export interface RunOptions {
  * Runs the forge CLI with `argv` (without the node and script entries) and resolves with the
  * exit code. Never throws and never calls process.exit, so tests call it directly.
  */
-export async function runCli(argv: readonly string[], { io, signal = new AbortController().signal }: RunOptions): Promise<number> {
+export async function runCli(
+  argv: readonly string[],
+  { io, signal = new AbortController().signal }: RunOptions,
+): Promise<number> {
   let code: number = ExitCode.OK;
   let ctx: Context | undefined;
   const program = new Command('forge');
@@ -42,9 +50,15 @@ export async function runCli(argv: readonly string[], { io, signal = new AbortCo
   program
     .description('BackupForge: deduplicated, compressed, encrypted backups')
     .version(ENGINE_VERSION, '-V, --version')
-    .option('-r, --repo <location>', 'repository location (default: $FORGE_REPOSITORY, else ~/.local/share/backupforge/repository)')
+    .option(
+      '-r, --repo <location>',
+      'repository location (default: $FORGE_REPOSITORY, else ~/.local/share/backupforge/repository)',
+    )
     .option('--password-file <file>', 'read the password from a file (or $FORGE_PASSWORD_FILE)')
-    .option('--password-command <command>', 'run a command that prints the password (or $FORGE_PASSWORD_COMMAND)')
+    .option(
+      '--password-command <command>',
+      'run a command that prints the password (or $FORGE_PASSWORD_COMMAND)',
+    )
     .option('--json', 'print JSON lines on stdout (progress, warnings, summary)')
     .option('-v, --verbose', 'print summaries even without a terminal (e.g. under cron)')
     .option('-q, --quiet', 'print nothing but errors and warnings')
@@ -82,13 +96,22 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
     .option('-e, --exclude <pattern>', 'exclude paths matching the pattern (repeatable)', collect)
     .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect)
     .option('--exclude-file <file>', 'read exclude patterns from a file (repeatable)', collect)
-    .option('--exclude-if-present <name[:header]>', 'exclude directories containing this file (repeatable)', collect)
+    .option(
+      '--exclude-if-present <name[:header]>',
+      'exclude directories containing this file (repeatable)',
+      collect,
+    )
     .option('-x, --one-file-system', 'do not cross filesystem boundaries')
-    .option('--parent <snapshot>', 'use this snapshot as the parent (default: latest of the same host and paths)')
+    .option(
+      '--parent <snapshot>',
+      'use this snapshot as the parent (default: latest of the same host and paths)',
+    )
     .option('-f, --force', 'read every file, ignoring the parent snapshot')
     .action(run(backupCommand));
 
-  filterOptions(program.command('snapshots').alias('list').description('list snapshots')).action(run(snapshotsCommand));
+  filterOptions(program.command('snapshots').alias('list').description('list snapshots')).action(
+    run(snapshotsCommand),
+  );
 
   filterOptions(
     program
@@ -137,12 +160,23 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
       .argument('[snapshots...]', "snapshot ids or 'latest' (default: all)"),
   ).action(run(statsCommand));
 
+  program
+    .command('unlock')
+    .description('remove stale locks (left by crashed or killed runs)')
+    .option('--remove-all', 'remove all locks, even live ones (only when you know no forge is running)')
+    .action(run(unlockCommand));
+
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return code;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.OK;
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
+        return ExitCode.OK;
       return ExitCode.USAGE; // commander already printed one line
     }
     const fe = toForgeError(e);

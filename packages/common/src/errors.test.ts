@@ -19,6 +19,8 @@ describe('toForgeError', () => {
     expect(i.code).toBe('FORGE_INTERNAL');
   });
   it('renders one line with the hint', () => {
-    expect(new ForgeError('FORGE_USAGE', 'no repo', { hint: 'pass -r' }).toOneLine()).toBe('no repo; pass -r');
+    expect(new ForgeError('FORGE_USAGE', 'no repo', { hint: 'pass -r' }).toOneLine()).toBe(
+      'no repo; pass -r',
+    );
   });
 });

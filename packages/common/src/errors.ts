@@ -117,7 +117,18 @@ interface ErrnoLike {
   message?: unknown;
 }
 
-const RETRYABLE_ERRNO = new Set(['EAGAIN', 'EBUSY', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EINTR', 'ENETUNREACH', 'EHOSTUNREACH', 'EAI_AGAIN']);
+const RETRYABLE_ERRNO = new Set([
+  'EAGAIN',
+  'EBUSY',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EINTR',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+]);
 
 /**
  * Normalises anything thrown into a `ForgeError`. Node errno errors get specific codes:
@@ -133,7 +144,9 @@ export function toForgeError(e: unknown, context?: string): ForgeError {
     const where = path ? ` (${path})` : '';
     switch (errno) {
       case 'ENOENT':
-        return new ForgeError(ForgeErrorCodes.FORGE_NOT_FOUND, `${prefix}no such file or directory${where}`, { cause: e });
+        return new ForgeError(ForgeErrorCodes.FORGE_NOT_FOUND, `${prefix}no such file or directory${where}`, {
+          cause: e,
+        });
       case 'EACCES':
       case 'EPERM':
         return new ForgeError(ForgeErrorCodes.FORGE_PERMISSION, `${prefix}permission denied${where}`, {
@@ -147,15 +160,24 @@ export function toForgeError(e: unknown, context?: string): ForgeError {
           hint: 'free some space on the target filesystem and run the command again',
         });
       case 'EEXIST':
-        return new ForgeError(ForgeErrorCodes.FORGE_ALREADY_EXISTS, `${prefix}already exists${where}`, { cause: e });
+        return new ForgeError(ForgeErrorCodes.FORGE_ALREADY_EXISTS, `${prefix}already exists${where}`, {
+          cause: e,
+        });
       case 'EROFS':
-        return new ForgeError(ForgeErrorCodes.FORGE_PERMISSION, `${prefix}read-only file system${where}`, { cause: e });
+        return new ForgeError(ForgeErrorCodes.FORGE_PERMISSION, `${prefix}read-only file system${where}`, {
+          cause: e,
+        });
       default:
         if (errno && RETRYABLE_ERRNO.has(errno)) {
-          return new ForgeError(ForgeErrorCodes.FORGE_IO, `${prefix}${errno}${where}`, { cause: e, retryable: true });
+          return new ForgeError(ForgeErrorCodes.FORGE_IO, `${prefix}${errno}${where}`, {
+            cause: e,
+            retryable: true,
+          });
         }
         if (errno && /^E[A-Z]+$/.test(errno)) {
-          return new ForgeError(ForgeErrorCodes.FORGE_IO, `${prefix}${String(err.message ?? errno)}`, { cause: e });
+          return new ForgeError(ForgeErrorCodes.FORGE_IO, `${prefix}${String(err.message ?? errno)}`, {
+            cause: e,
+          });
         }
     }
   }

@@ -1,11 +1,26 @@
-export { ForgeError, ForgeErrorCodes, InternalError, isForgeError, toForgeError } from './errors.ts';
 export type { ForgeErrorCode, ForgeErrorOptions } from './errors.ts';
-export { isHexId, shortId } from './ids.ts';
+export { ForgeError, ForgeErrorCodes, InternalError, isForgeError, toForgeError } from './errors.ts';
 export type { ChunkId, PackId, SnapshotId } from './ids.ts';
-export { silentReporter } from './progress.ts';
+export { isHexId, shortId } from './ids.ts';
 export type { Phase, ProgressEvent, Reporter } from './progress.ts';
-export type { BackupJob, Snapshot, SnapshotRecord, SnapshotSummary } from './snapshot.ts';
-export type { BackupSource, ContentReader, FileMetadata, NodeType, SourceEntry, SourceEvent, SourceWarning } from './source.ts';
+export { silentReporter } from './progress.ts';
 export type { RestoreFileWriter, RestoreTarget } from './restore.ts';
+export type { BackupJob, Snapshot, SnapshotRecord, SnapshotSummary } from './snapshot.ts';
+export type {
+  BackupSource,
+  ContentReader,
+  FileMetadata,
+  NodeType,
+  SourceEntry,
+  SourceEvent,
+  SourceWarning,
+} from './source.ts';
+export type {
+  BackendProperties,
+  ByteRange,
+  ObjectHandle,
+  ObjectInfo,
+  ObjectType,
+  StorageBackend,
+} from './storage.ts';
 export { OBJECT_TYPES, objectKey } from './storage.ts';
-export type { BackendProperties, ByteRange, ObjectHandle, ObjectInfo, ObjectType, StorageBackend } from './storage.ts';

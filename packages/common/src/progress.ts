@@ -7,8 +7,18 @@ export type Phase = 'backup' | 'restore' | 'check' | 'scan';
  * under `--json`, and stays quiet otherwise; the server forwards them to the dashboard.
  */
 export type ProgressEvent =
-  | { readonly type: 'start'; readonly phase: Phase; readonly totalFiles?: number; readonly totalBytes?: number }
-  | { readonly type: 'totals'; readonly phase: Phase; readonly totalFiles: number; readonly totalBytes: number }
+  | {
+      readonly type: 'start';
+      readonly phase: Phase;
+      readonly totalFiles?: number;
+      readonly totalBytes?: number;
+    }
+  | {
+      readonly type: 'totals';
+      readonly phase: Phase;
+      readonly totalFiles: number;
+      readonly totalBytes: number;
+    }
   | {
       readonly type: 'progress';
       readonly phase: Phase;
@@ -16,7 +26,13 @@ export type ProgressEvent =
       readonly bytesDone: number;
       readonly currentPath?: string;
     }
-  | { readonly type: 'warning'; readonly phase: Phase; readonly path?: string; readonly code: ForgeErrorCode; readonly message: string }
+  | {
+      readonly type: 'warning';
+      readonly phase: Phase;
+      readonly path?: string;
+      readonly code: ForgeErrorCode;
+      readonly message: string;
+    }
   | { readonly type: 'done'; readonly phase: Phase };
 
 export type Reporter = (event: ProgressEvent) => void;

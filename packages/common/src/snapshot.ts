@@ -52,7 +52,11 @@ export interface SnapshotRecord extends Snapshot {
 export interface BackupJob {
   readonly name: string;
   readonly repository: string;
-  readonly source: { readonly type: string; readonly paths: readonly string[]; readonly options?: Record<string, unknown> };
+  readonly source: {
+    readonly type: string;
+    readonly paths: readonly string[];
+    readonly options?: Record<string, unknown>;
+  };
   readonly tags?: readonly string[];
   readonly host?: string;
 }

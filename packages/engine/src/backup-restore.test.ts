@@ -48,7 +48,8 @@ describe('backup and restore', () => {
       for (const [p, f] of Object.entries(files)) {
         const got = target.out.get(p.slice(1));
         expect(got, p).toBeDefined();
-        if ('data' in f && f.data) expect(`${p} ${got!.data!.length} ${sha(got!.data!)}`).toBe(`${p} ${f.data.length} ${sha(f.data)}`);
+        if ('data' in f && f.data)
+          expect(`${p} ${got!.data!.length} ${sha(got!.data!)}`).toBe(`${p} ${f.data.length} ${sha(f.data)}`);
         if ('linkTarget' in f) expect(got!.meta.linkTarget).toBe(f.linkTarget);
       }
       expect(target.out.get('data/a.txt')!.meta.mtimeNs).toBe(1_700_000_000_123_456_789n);
@@ -86,7 +87,9 @@ describe('backup and restore', () => {
     expect(paths).toEqual(['/data/sub', '/data/sub/deep', '/data/sub/deep/x.txt']);
     const dumped = Buffer.concat(await collect(readFileContent(repo, snap, '/data/sub/deep/x.txt')));
     expect(dumped.toString()).toBe('hello\n');
-    await expect(collect(readFileContent(repo, snap, '/data/nope'))).rejects.toMatchObject({ code: 'FORGE_PATH_NOT_FOUND' });
+    await expect(collect(readFileContent(repo, snap, '/data/nope'))).rejects.toMatchObject({
+      code: 'FORGE_PATH_NOT_FOUND',
+    });
     const st = await repositoryStats(repo);
     expect(st.totalFiles).toBe(6);
     expect(st.restoreSize).toBe(10_000 + 2 * 9 * 1024 * 1024 + 6 + 1);
@@ -102,7 +105,10 @@ describe('backup and restore', () => {
     expect([...t1.out.keys()].sort()).toEqual(['deep', 'deep/x.txt']);
     const t2 = memTarget();
     await restore(repo, snap, t2, { include: (p) => p.endsWith('.txt') });
-    expect([...t2.out.keys()].filter((k) => t2.out.get(k)!.data).sort()).toEqual(['data/a.txt', 'data/sub/deep/x.txt']);
+    expect([...t2.out.keys()].filter((k) => t2.out.get(k)!.data).sort()).toEqual([
+      'data/a.txt',
+      'data/sub/deep/x.txt',
+    ]);
     expect(t2.out.has('data/emptydir')).toBe(false);
     const t3 = memTarget();
     await restore(repo, snap, t3, { exclude: (p) => p === '/data/sub' });
@@ -112,7 +118,14 @@ describe('backup and restore', () => {
 
   it('an unreadable file is a warning and the snapshot is partial', async () => {
     const { repo } = await fresh();
-    const res = await backup(repo, memSource({ '/data/ok': { data: Buffer.from('ok') }, '/data/secret': { data: Buffer.from('s'), unreadable: true } }), { workers: 0 });
+    const res = await backup(
+      repo,
+      memSource({
+        '/data/ok': { data: Buffer.from('ok') },
+        '/data/secret': { data: Buffer.from('s'), unreadable: true },
+      }),
+      { workers: 0 },
+    );
     expect(res.partial).toBe(true);
     expect(res.warnings[0]).toMatchObject({ code: 'FORGE_PERMISSION', path: '/data/secret' });
     expect(res.snapshotId).toBeDefined();
@@ -138,7 +151,14 @@ describe('backup and restore', () => {
 describe('damage is detected, wrong bytes are never restored', () => {
   async function damaged(mutate: (backend: StorageBackend, packs: string[]) => Promise<void>) {
     const { backend, repo } = await fresh();
-    await backup(repo, memSource({ '/data/big.bin': { data: prng(6 * 1024 * 1024, 3) }, '/data/small.txt': { data: text(5000) } }), { workers: 0 });
+    await backup(
+      repo,
+      memSource({
+        '/data/big.bin': { data: prng(6 * 1024 * 1024, 3) },
+        '/data/small.txt': { data: text(5000) },
+      }),
+      { workers: 0 },
+    );
     const packs: string[] = [];
     for await (const p of backend.list('pack')) packs.push(p.name);
     await mutate(backend, packs);
@@ -150,7 +170,8 @@ describe('damage is detected, wrong bytes are never restored', () => {
     const r = repo ?? (await Repository.open(backend, { password: 'pw' }));
     await r.loadIndex();
     for (const p of packs) {
-      for (const [, loc] of r.index.entries()) if (loc.packId === p && loc.type === 'data' && loc.rawLength > 1_000_000) return p;
+      for (const [, loc] of r.index.entries())
+        if (loc.packId === p && loc.type === 'data' && loc.rawLength > 1_000_000) return p;
     }
     throw new Error('no data pack');
   }

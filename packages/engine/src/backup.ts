@@ -93,7 +93,11 @@ function handled<T>(p: Promise<T>): Promise<T> {
  * console.log(result.snapshotId, result.partial);
  * ```
  */
-export async function backup(repo: Repository, source: BackupSource, opts: BackupOptions = {}): Promise<BackupResult> {
+export async function backup(
+  repo: Repository,
+  source: BackupSource,
+  opts: BackupOptions = {},
+): Promise<BackupResult> {
   const reporter = opts.reporter ?? silentReporter;
   const start = opts.time ?? new Date();
   const host = opts.host ?? osHostname();
@@ -163,11 +167,26 @@ class BackupRun {
   readonly #opts: BackupOptions;
   readonly #writer: PackWriter;
   readonly #inflight = new Semaphore(IN_FLIGHT_BYTES);
-  readonly #c: Counters = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, files: 0, bytes: 0 };
+  readonly #c: Counters = {
+    filesNew: 0,
+    filesChanged: 0,
+    filesUnmodified: 0,
+    dirsNew: 0,
+    dirsChanged: 0,
+    dirsUnmodified: 0,
+    files: 0,
+    bytes: 0,
+  };
   #readBuf: Buffer | undefined;
   #lastReport = 0;
 
-  constructor(repo: Repository, source: BackupSource, processor: BlobProcessor, reporter: Reporter, opts: BackupOptions) {
+  constructor(
+    repo: Repository,
+    source: BackupSource,
+    processor: BlobProcessor,
+    reporter: Reporter,
+    opts: BackupOptions,
+  ) {
     this.#repo = repo;
     this.#source = source;
     this.#processor = processor;
@@ -204,17 +223,32 @@ class BackupRun {
     const now = Date.now();
     if (!force && now - this.#lastReport < 100) return;
     this.#lastReport = now;
-    this.#reporter({ type: 'progress', phase: 'backup', filesDone: this.#c.files, bytesDone: this.#c.bytes, currentPath: path });
+    this.#reporter({
+      type: 'progress',
+      phase: 'backup',
+      filesDone: this.#c.files,
+      bytesDone: this.#c.bytes,
+      currentPath: path,
+    });
   }
 
-  async #loadParentTree(node: TreeNode | undefined, where: string): Promise<Map<string, TreeNode> | undefined> {
+  async #loadParentTree(
+    node: TreeNode | undefined,
+    where: string,
+  ): Promise<Map<string, TreeNode> | undefined> {
     if (!node?.subtree) return undefined;
     try {
       const t = await this.#repo.loadTree(node.subtree);
       return new Map(t.nodes.map((n) => [n.name, n]));
     } catch (e) {
       // A damaged parent only costs speed: read everything below this directory.
-      this.#reporter({ type: 'warning', phase: 'backup', path: where, code: toForgeError(e).code, message: `parent snapshot tree unreadable, reading all files: ${toForgeError(e).message}` });
+      this.#reporter({
+        type: 'warning',
+        phase: 'backup',
+        path: where,
+        code: toForgeError(e).code,
+        message: `parent snapshot tree unreadable, reading all files: ${toForgeError(e).message}`,
+      });
       return undefined;
     }
   }
@@ -228,11 +262,16 @@ class BackupRun {
         () => {},
       );
     }
-    const rootParent = parent ? await this.#loadParentTree({ subtree: parent.tree } as TreeNode, '/') : undefined;
-    const stack: Frame[] = [{ path: [], meta: undefined, nodes: [], parent: rootParent, parentNode: undefined }];
+    const rootParent = parent
+      ? await this.#loadParentTree({ subtree: parent.tree } as TreeNode, '/')
+      : undefined;
+    const stack: Frame[] = [
+      { path: [], meta: undefined, nodes: [], parent: rootParent, parentNode: undefined },
+    ];
     let entries = 0;
     for await (const ev of this.#source.entries(signal)) {
-      if (signal?.aborted) throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
+      if (signal?.aborted)
+        throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
       if (ev.kind === 'warning') {
         this.#warn(ev);
         continue;
@@ -248,7 +287,10 @@ class BackupRun {
       const name = ev.path[depth - 1]!;
       const parentNode = top.parent?.get(name);
       if (ev.meta.type === 'dir') {
-        const parentMap = parentNode?.type === 'dir' ? await this.#loadParentTree(parentNode, `/${ev.path.join('/')}`) : undefined;
+        const parentMap =
+          parentNode?.type === 'dir'
+            ? await this.#loadParentTree(parentNode, `/${ev.path.join('/')}`)
+            : undefined;
         stack.push({ path: ev.path, meta: ev.meta, nodes: [], parent: parentMap, parentNode });
       } else if (ev.meta.type === 'file') {
         // Reading is sequential (one shared read buffer); hashing and sealing continue in the background.
@@ -261,7 +303,9 @@ class BackupRun {
     while (stack.length > 1) await this.#closeFrame(stack);
     const root = stack[0]!;
     if (entries === 0 && this.warnings.length > 0) {
-      throw new ForgeError('FORGE_NOT_FOUND', `nothing to back up: ${this.warnings[0]!.message}`, { hint: 'check the paths given' });
+      throw new ForgeError('FORGE_NOT_FOUND', `nothing to back up: ${this.warnings[0]!.message}`, {
+        hint: 'check the paths given',
+      });
     }
     const rootId = await this.#storeTree(await this.#settle(root));
     await this.#writer.flush();
@@ -292,13 +336,19 @@ class BackupRun {
     const id = blobId(this.#repo.keys.macKey, bytes);
     const hex = id.toString('hex');
     if (this.#writer.claim(hex, 'tree')) {
-      await this.#writer.add(sealBlob(this.#repo.keys.encKey, { id, type: 'tree', data: bytes }, this.#repo.config.compression));
+      await this.#writer.add(
+        sealBlob(this.#repo.keys.encKey, { id, type: 'tree', data: bytes }, this.#repo.config.compression),
+      );
     }
     return hex;
   }
 
   /** Resolves once the file has been read; `node` resolves once its chunks are stored. */
-  async #file(entry: SourceEntry, name: string, prev: TreeNode | undefined): Promise<{ node: Promise<TreeNode | undefined> }> {
+  async #file(
+    entry: SourceEntry,
+    name: string,
+    prev: TreeNode | undefined,
+  ): Promise<{ node: Promise<TreeNode | undefined> }> {
     const m = entry.meta;
     const where = `/${entry.path.join('/')}`;
     if (
@@ -331,7 +381,10 @@ class BackupRun {
    * when the file has been read (so reading stays sequential and bounded); `content` resolves
    * when every chunk is stored.
    */
-  async #readFile(entry: SourceEntry, where: string): Promise<{ size: number; content: Promise<string[]> } | undefined> {
+  async #readFile(
+    entry: SourceEntry,
+    where: string,
+  ): Promise<{ size: number; content: Promise<string[]> } | undefined> {
     const m = entry.meta;
     const cfg = this.#repo.config.chunker;
     const chunker = createChunker(
@@ -347,7 +400,12 @@ class BackupRun {
       reader = await entry.open();
     } catch (e) {
       const fe = toForgeError(e);
-      this.#warn({ kind: 'warning', path: where, code: fe.code, message: `cannot read ${where}: ${fe.message}` });
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: fe.code,
+        message: `cannot read ${where}: ${fe.message}`,
+      });
       return undefined;
     }
     const parts: Promise<string>[] = [];
@@ -385,8 +443,14 @@ class BackupRun {
       }
     } catch (e) {
       const fe = toForgeError(e);
-      if (fe.code === 'FORGE_INTERNAL' || fe.code === 'FORGE_NO_SPACE' || isForgeError(e, 'FORGE_ABORTED')) throw fe;
-      this.#warn({ kind: 'warning', path: where, code: fe.code, message: `error reading ${where}: ${fe.message}` });
+      if (fe.code === 'FORGE_INTERNAL' || fe.code === 'FORGE_NO_SPACE' || isForgeError(e, 'FORGE_ABORTED'))
+        throw fe;
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: fe.code,
+        message: `error reading ${where}: ${fe.message}`,
+      });
       await Promise.allSettled(parts);
       return undefined;
     } finally {

@@ -4,7 +4,11 @@ import type { Repository } from './repository.ts';
 import { resolveSnapshotRef, type SnapshotFilter } from './snapshot-filter.ts';
 
 /** Resolves `latest`, an id or a prefix to a snapshot. */
-export async function findSnapshot(repo: Repository, ref: string, filter?: SnapshotFilter): Promise<SnapshotRecord> {
+export async function findSnapshot(
+  repo: Repository,
+  ref: string,
+  filter?: SnapshotFilter,
+): Promise<SnapshotRecord> {
   return resolveSnapshotRef(await repo.listSnapshots(), ref, filter);
 }
 
@@ -15,7 +19,20 @@ export function splitPath(path: string): string[] {
 
 /** A synthetic node for a snapshot's root directory. */
 export function rootNode(snapshot: SnapshotRecord): TreeNode {
-  return { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', atime: '0', ctime: '0', inode: '0', device: '0', links: 1, subtree: snapshot.tree };
+  return {
+    name: '',
+    type: 'dir',
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    mtime: '0',
+    atime: '0',
+    ctime: '0',
+    inode: '0',
+    device: '0',
+    links: 1,
+    subtree: snapshot.tree,
+  };
 }
 
 /** Finds the node at `path` inside a snapshot; `/` is the root. */
@@ -23,12 +40,16 @@ export async function findNode(repo: Repository, snapshot: SnapshotRecord, path:
   let node = rootNode(snapshot);
   for (const c of splitPath(path)) {
     if (node.type !== 'dir' || !node.subtree) {
-      throw new ForgeError('FORGE_PATH_NOT_FOUND', `${path} is not in snapshot ${snapshot.id.slice(0, 8)}`, { hint: "list its contents with 'forge ls'" });
+      throw new ForgeError('FORGE_PATH_NOT_FOUND', `${path} is not in snapshot ${snapshot.id.slice(0, 8)}`, {
+        hint: "list its contents with 'forge ls'",
+      });
     }
     const tree = await repo.loadTree(node.subtree);
     const next = tree.nodes.find((n) => n.name === c);
     if (!next) {
-      throw new ForgeError('FORGE_PATH_NOT_FOUND', `${path} is not in snapshot ${snapshot.id.slice(0, 8)}`, { hint: "list its contents with 'forge ls'" });
+      throw new ForgeError('FORGE_PATH_NOT_FOUND', `${path} is not in snapshot ${snapshot.id.slice(0, 8)}`, {
+        hint: "list its contents with 'forge ls'",
+      });
     }
     node = next;
   }
@@ -65,10 +86,16 @@ export async function* walkSnapshot(
 }
 
 /** Streams the content of one file in a snapshot (for `forge dump`). */
-export async function* readFileContent(repo: Repository, snapshot: SnapshotRecord, path: string): AsyncGenerator<Uint8Array> {
+export async function* readFileContent(
+  repo: Repository,
+  snapshot: SnapshotRecord,
+  path: string,
+): AsyncGenerator<Uint8Array> {
   const node = await findNode(repo, snapshot, path);
   if (node.type !== 'file') {
-    throw new ForgeError('FORGE_USAGE', `${path} is a ${node.type}, not a file`, { hint: "dump a file; use 'forge restore' for directories" });
+    throw new ForgeError('FORGE_USAGE', `${path} is a ${node.type}, not a file`, {
+      hint: "dump a file; use 'forge restore' for directories",
+    });
   }
   for (const id of node.content ?? []) yield await repo.loadBlob('data', id);
 }
@@ -93,7 +120,11 @@ function sameMeta(a: TreeNode, b: TreeNode): boolean {
 }
 
 /** Differences between two snapshots, in path order. Identical subtrees are skipped unread. */
-export async function* diffSnapshots(repo: Repository, a: SnapshotRecord, b: SnapshotRecord): AsyncGenerator<DiffItem> {
+export async function* diffSnapshots(
+  repo: Repository,
+  a: SnapshotRecord,
+  b: SnapshotRecord,
+): AsyncGenerator<DiffItem> {
   async function* all(dir: string, subtree: string, change: 'added' | 'removed'): AsyncGenerator<DiffItem> {
     for (const n of (await repo.loadTree(subtree)).nodes) {
       const p = `${dir}/${n.name}`;
@@ -105,7 +136,9 @@ export async function* diffSnapshots(repo: Repository, a: SnapshotRecord, b: Sna
     if (ta === tb) return;
     const na = new Map((await repo.loadTree(ta)).nodes.map((n) => [n.name, n]));
     const nb = (await repo.loadTree(tb)).nodes;
-    const names = [...new Set([...na.keys(), ...nb.map((n) => n.name)])].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    const names = [...new Set([...na.keys(), ...nb.map((n) => n.name)])].sort((x, y) =>
+      Buffer.compare(Buffer.from(x), Buffer.from(y)),
+    );
     const mb = new Map(nb.map((n) => [n.name, n]));
     for (const name of names) {
       const x = na.get(name);

@@ -37,12 +37,18 @@ function loadLz4(): Lz4 {
  * Compresses `data`; returns the algorithm actually used. Falls back to `none` when
  * compression does not save at least 1/32 of the size (incompressible data is stored raw).
  */
-export function compress(data: Uint8Array, settings: CompressionSettings): { algorithm: CompressionAlgorithm; data: Uint8Array } {
+export function compress(
+  data: Uint8Array,
+  settings: CompressionSettings,
+): { algorithm: CompressionAlgorithm; data: Uint8Array } {
   if (settings.algorithm === 'none' || data.length < MIN_COMPRESS) return { algorithm: 'none', data };
   let out: Uint8Array;
   if (settings.algorithm === 'zstd') {
     out = zstdCompressSync(data, {
-      params: { [constants.ZSTD_c_compressionLevel]: settings.level ?? 3, [constants.ZSTD_c_checksumFlag]: 0 },
+      params: {
+        [constants.ZSTD_c_compressionLevel]: settings.level ?? 3,
+        [constants.ZSTD_c_checksumFlag]: 0,
+      },
     });
   } else {
     out = loadLz4().compressSync(data);
@@ -56,13 +62,17 @@ export function decompress(data: Uint8Array, algorithm: CompressionAlgorithm, ra
   let out: Uint8Array;
   try {
     if (algorithm === 'none') out = data;
-    else if (algorithm === 'zstd') out = zstdDecompressSync(data, { maxOutputLength: Math.max(rawLength, 1) });
+    else if (algorithm === 'zstd')
+      out = zstdDecompressSync(data, { maxOutputLength: Math.max(rawLength, 1) });
     else out = loadLz4().uncompressSync(data);
   } catch (e) {
     throw new ForgeError('FORGE_INTEGRITY', `blob does not decompress (${algorithm})`, { cause: e });
   }
   if (out.length !== rawLength) {
-    throw new ForgeError('FORGE_INTEGRITY', `blob decompressed to ${out.length} bytes, expected ${rawLength}`);
+    throw new ForgeError(
+      'FORGE_INTEGRITY',
+      `blob decompressed to ${out.length} bytes, expected ${rawLength}`,
+    );
   }
   return out;
 }
@@ -70,10 +80,18 @@ export function decompress(data: Uint8Array, algorithm: CompressionAlgorithm, ra
 /** Validates user-given settings. */
 export function validateCompression(s: CompressionSettings): CompressionSettings {
   if (!(s.algorithm in COMPRESSION_CODES)) {
-    throw new ForgeError('FORGE_USAGE', `unknown compression '${s.algorithm}'`, { hint: 'use zstd, lz4 or none' });
+    throw new ForgeError('FORGE_USAGE', `unknown compression '${s.algorithm}'`, {
+      hint: 'use zstd, lz4 or none',
+    });
   }
-  if (s.algorithm === 'zstd' && s.level !== undefined && !(Number.isInteger(s.level) && s.level >= 1 && s.level <= 19)) {
-    throw new ForgeError('FORGE_USAGE', `zstd level ${s.level} is out of range`, { hint: 'use a level from 1 to 19' });
+  if (
+    s.algorithm === 'zstd' &&
+    s.level !== undefined &&
+    !(Number.isInteger(s.level) && s.level >= 1 && s.level <= 19)
+  ) {
+    throw new ForgeError('FORGE_USAGE', `zstd level ${s.level} is out of range`, {
+      hint: 'use a level from 1 to 19',
+    });
   }
   return s;
 }

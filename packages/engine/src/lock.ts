@@ -34,10 +34,16 @@ export async function listLocks(backend: StorageBackend): Promise<{ id: string; 
   const out: { id: string; lock: LockInfo }[] = [];
   for await (const info of backend.list('lock')) {
     try {
-      const lock = JSON.parse(Buffer.from(await backend.load({ type: 'lock', name: info.name })).toString('utf8')) as LockInfo;
+      const lock = JSON.parse(
+        Buffer.from(await backend.load({ type: 'lock', name: info.name })).toString('utf8'),
+      ) as LockInfo;
       out.push({ id: info.name, lock });
     } catch (e) {
-      if (!isForgeError(e, 'FORGE_NOT_FOUND')) out.push({ id: info.name, lock: { time: new Date(0).toISOString(), exclusive: false, hostname: '?', username: '?', pid: 0 } });
+      if (!isForgeError(e, 'FORGE_NOT_FOUND'))
+        out.push({
+          id: info.name,
+          lock: { time: new Date(0).toISOString(), exclusive: false, hostname: '?', username: '?', pid: 0 },
+        });
     }
   }
   return out;
@@ -66,10 +72,14 @@ export class RepositoryLock {
         if (id === mine) continue;
         if (isStale(lock)) continue;
         if (opts.exclusive || lock.exclusive) {
-          return new ForgeError('FORGE_LOCK_CONFLICT', `repository is locked ${lock.exclusive ? 'exclusively ' : ''}by ${lock.username}@${lock.hostname} (pid ${lock.pid}) since ${lock.time}`, {
-            hint: "wait for that run to finish; if it is gone, remove the lock with 'forge unlock'",
-            details: { lockId: id },
-          });
+          return new ForgeError(
+            'FORGE_LOCK_CONFLICT',
+            `repository is locked ${lock.exclusive ? 'exclusively ' : ''}by ${lock.username}@${lock.hostname} (pid ${lock.pid}) since ${lock.time}`,
+            {
+              hint: "wait for that run to finish; if it is gone, remove the lock with 'forge unlock'",
+              details: { lockId: id },
+            },
+          );
         }
       }
       return undefined;
@@ -78,7 +88,13 @@ export class RepositoryLock {
     const early = await conflict();
     if (early) throw early;
     mine = randomBytes(32).toString('hex');
-    const info: LockInfo = { time: new Date().toISOString(), exclusive: opts.exclusive, hostname: hostname(), username: safeUsername(), pid: process.pid };
+    const info: LockInfo = {
+      time: new Date().toISOString(),
+      exclusive: opts.exclusive,
+      hostname: hostname(),
+      username: safeUsername(),
+      pid: process.pid,
+    };
     await backend.save({ type: 'lock', name: mine }, Buffer.from(JSON.stringify(info)));
     // Check again after writing: two processes racing both see each other's lock.
     const late = await conflict();
@@ -95,7 +111,10 @@ export class RepositoryLock {
   async #refresh(): Promise<void> {
     try {
       await this.#backend.stat({ type: 'lock', name: this.id });
-      await this.#backend.save({ type: 'lock', name: this.id }, Buffer.from(JSON.stringify({ ...this.#info, time: new Date().toISOString() })));
+      await this.#backend.save(
+        { type: 'lock', name: this.id },
+        Buffer.from(JSON.stringify({ ...this.#info, time: new Date().toISOString() })),
+      );
     } catch (e) {
       this.#lost ??= e;
     }
@@ -104,10 +123,14 @@ export class RepositoryLock {
   /** Throws FORGE_LOCK_EXPIRED when the lock could not be kept; call before committing. */
   check(): void {
     if (this.#lost) {
-      throw new ForgeError('FORGE_LOCK_EXPIRED', 'the repository lock was lost while working; nothing was committed', {
-        cause: this.#lost,
-        hint: 'run the command again',
-      });
+      throw new ForgeError(
+        'FORGE_LOCK_EXPIRED',
+        'the repository lock was lost while working; nothing was committed',
+        {
+          cause: this.#lost,
+          hint: 'run the command again',
+        },
+      );
     }
   }
 

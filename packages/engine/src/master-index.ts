@@ -24,10 +24,12 @@ const HEX64 = /^[0-9a-f]{64}$/;
 
 export function validateIndexFile(v: unknown, name: string): IndexFile {
   const packs = (v as { packs?: unknown } | null)?.packs;
-  const bad = (m: string) => new ForgeError('FORGE_FORMAT', `index ${name.slice(0, 12)} ${m}`, { hint: "run 'forge repair index'" });
+  const bad = (m: string) =>
+    new ForgeError('FORGE_FORMAT', `index ${name.slice(0, 12)} ${m}`, { hint: "run 'forge repair index'" });
   if (!Array.isArray(packs)) throw bad('has no pack list');
   for (const p of packs as IndexPack[]) {
-    if (!p || typeof p.id !== 'string' || !HEX64.test(p.id) || !Array.isArray(p.blobs)) throw bad('has a malformed pack entry');
+    if (!p || typeof p.id !== 'string' || !HEX64.test(p.id) || !Array.isArray(p.blobs))
+      throw bad('has a malformed pack entry');
     for (const b of p.blobs) {
       if (
         !b ||

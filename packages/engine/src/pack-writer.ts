@@ -53,7 +53,8 @@ export class PackWriter {
     this.stats.blobs[blob.type]++;
     this.stats.rawBytes += blob.rawLength;
     this.stats.packedBytes += blob.sealed.length;
-    if (b.size >= this.#repo.config.packSize || b.count >= MAX_BLOBS_PER_PACK) await this.#finishPack(blob.type);
+    if (b.size >= this.#repo.config.packSize || b.count >= MAX_BLOBS_PER_PACK)
+      await this.#finishPack(blob.type);
   }
 
   async #finishPack(type: BlobType): Promise<void> {

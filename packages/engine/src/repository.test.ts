@@ -28,16 +28,22 @@ describe('Repository', () => {
 
   it('refuses to init over an existing repository', async () => {
     const { backend } = await fresh();
-    await expect(Repository.init(backend, { password: 'x', kdf: TEST_KDF })).rejects.toMatchObject({ code: 'FORGE_REPO_EXISTS' });
+    await expect(Repository.init(backend, { password: 'x', kdf: TEST_KDF })).rejects.toMatchObject({
+      code: 'FORGE_REPO_EXISTS',
+    });
   });
 
   it('wrong password is FORGE_WRONG_PASSWORD', async () => {
     const { backend } = await fresh();
-    await expect(Repository.open(backend, { password: 'nope' })).rejects.toMatchObject({ code: 'FORGE_WRONG_PASSWORD' });
+    await expect(Repository.open(backend, { password: 'nope' })).rejects.toMatchObject({
+      code: 'FORGE_WRONG_PASSWORD',
+    });
   });
 
   it('a missing repository is FORGE_REPO_NOT_FOUND', async () => {
-    await expect(Repository.open(createMemoryBackend(), { password: 'pw' })).rejects.toMatchObject({ code: 'FORGE_REPO_NOT_FOUND' });
+    await expect(Repository.open(createMemoryBackend(), { password: 'pw' })).rejects.toMatchObject({
+      code: 'FORGE_REPO_NOT_FOUND',
+    });
   });
 
   it('an unknown format version is refused before the password is tried', async () => {
@@ -45,13 +51,17 @@ describe('Repository', () => {
     const cfg = Buffer.from(await backend.load({ type: 'config', name: 'config' }));
     cfg.writeUInt32LE(7, 8);
     await backend.save({ type: 'config', name: 'config' }, cfg);
-    await expect(Repository.open(backend, { password: 'wrong-too' })).rejects.toMatchObject({ code: 'FORGE_REPO_VERSION' });
+    await expect(Repository.open(backend, { password: 'wrong-too' })).rejects.toMatchObject({
+      code: 'FORGE_REPO_VERSION',
+    });
   });
 
   it('a config that is not ours is FORGE_REPO_INVALID', async () => {
     const { backend } = await fresh();
     await backend.save({ type: 'config', name: 'config' }, Buffer.from('{"version":2}'));
-    await expect(Repository.open(backend, { password: 'pw' })).rejects.toMatchObject({ code: 'FORGE_REPO_INVALID' });
+    await expect(Repository.open(backend, { password: 'pw' })).rejects.toMatchObject({
+      code: 'FORGE_REPO_INVALID',
+    });
   });
 
   it('rejects absurd KDF parameters before running the KDF', async () => {
@@ -63,7 +73,9 @@ describe('Repository', () => {
     const bytes = Buffer.from(JSON.stringify(kf));
     await backend.save({ type: 'key', name: createHash('sha256').update(bytes).digest('hex') }, bytes);
     const t = Date.now();
-    await expect(Repository.open(backend, { password: 'pw' })).rejects.toMatchObject({ code: 'FORGE_KEY_INVALID' });
+    await expect(Repository.open(backend, { password: 'pw' })).rejects.toMatchObject({
+      code: 'FORGE_KEY_INVALID',
+    });
     expect(Date.now() - t).toBeLessThan(5000); // not a timing target: it would take minutes and 64 GiB if run
   });
 
@@ -76,7 +88,9 @@ describe('Repository', () => {
     mk[20]! ^= 0x01;
     kf.masterKey = mk.toString('base64');
     await backend.save({ type: 'key', name: id! }, Buffer.from(JSON.stringify(kf)));
-    await expect(Repository.open(backend, { password: 'pw' })).rejects.toMatchObject({ code: 'FORGE_WRONG_PASSWORD' });
+    await expect(Repository.open(backend, { password: 'pw' })).rejects.toMatchObject({
+      code: 'FORGE_WRONG_PASSWORD',
+    });
   });
 
   it('several key files open the same repository', async () => {

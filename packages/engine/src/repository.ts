@@ -9,15 +9,28 @@ import {
   type StorageBackend,
 } from '@backupforge/common';
 import { type CompressionSettings, validateCompression } from './compression.ts';
-import { type CreateKeyFileOptions, createKeyFile, type KeyFile, openKeyFile, parseKeyFile } from './crypto/key-file.ts';
+import {
+  type CreateKeyFileOptions,
+  createKeyFile,
+  type KeyFile,
+  openKeyFile,
+  parseKeyFile,
+} from './crypto/key-file.ts';
 import { generateMasterKey, type MasterKey, splitMasterKey } from './crypto/master-key.ts';
 import { type BlobType, openBlob } from './format/blob-codec.ts';
-import { type ChunkerConfig, checkConfigHeader, decodeConfig, encodeConfig, newConfig, type RepositoryConfig } from './format/config.ts';
+import {
+  type ChunkerConfig,
+  checkConfigHeader,
+  decodeConfig,
+  encodeConfig,
+  newConfig,
+  type RepositoryConfig,
+} from './format/config.ts';
 import { decodeObject, encodeObject, sha256Hex } from './format/envelope.ts';
 import type { PackEntry } from './format/pack.ts';
 import { decodeTree, type Tree } from './format/tree.ts';
-import { type IndexFile, type IndexPack, MasterIndex, validateIndexFile } from './master-index.ts';
 import { mapLimit } from './internal/concurrency.ts';
+import { type IndexFile, type IndexPack, MasterIndex, validateIndexFile } from './master-index.ts';
 import { validateSnapshot } from './snapshot-filter.ts';
 
 export interface InitOptions {
@@ -117,7 +130,12 @@ export class Repository {
       }
     }
     if (keyFiles.length === 0) {
-      throw lastInvalid ?? new ForgeError('FORGE_REPO_INVALID', `the repository at ${backend.location} has no key files`, { hint: 'restore keys/ from a copy' });
+      throw (
+        lastInvalid ??
+        new ForgeError('FORGE_REPO_INVALID', `the repository at ${backend.location} has no key files`, {
+          hint: 'restore keys/ from a copy',
+        })
+      );
     }
     for (const { id, kf } of keyFiles) {
       const raw = await openKeyFile(kf, opts.password);
@@ -151,10 +169,19 @@ export class Repository {
   /** Writes one index file listing `packs`; returns its id. */
   async saveIndex(packs: readonly { id: string; entries: readonly PackEntry[] }[]): Promise<string> {
     const file: IndexFile = {
-      packs: packs.map((p): IndexPack => ({
-        id: p.id,
-        blobs: p.entries.map((e) => ({ id: e.id, type: e.type, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression })),
-      })),
+      packs: packs.map(
+        (p): IndexPack => ({
+          id: p.id,
+          blobs: p.entries.map((e) => ({
+            id: e.id,
+            type: e.type,
+            offset: e.offset,
+            length: e.length,
+            rawLength: e.rawLength,
+            compression: e.compression,
+          })),
+        }),
+      ),
     };
     const bytes = encodeObject(this.#keys.encKey, 'index', file);
     const name = sha256Hex(bytes);
@@ -173,16 +200,26 @@ export class Repository {
     }
     let sealed: Uint8Array;
     try {
-      sealed = await this.backend.load({ type: 'pack', name: loc.packId }, { offset: loc.offset, length: loc.length });
+      sealed = await this.backend.load(
+        { type: 'pack', name: loc.packId },
+        { offset: loc.offset, length: loc.length },
+      );
     } catch (e) {
       if (isForgeError(e, 'FORGE_RANGE')) {
-        throw new ForgeError('FORGE_PACK_TRUNCATED', `pack ${loc.packId.slice(0, 12)} is shorter than the index says`, {
-          cause: e,
-          hint: "the pack is damaged; run 'forge check --read-data'",
-        });
+        throw new ForgeError(
+          'FORGE_PACK_TRUNCATED',
+          `pack ${loc.packId.slice(0, 12)} is shorter than the index says`,
+          {
+            cause: e,
+            hint: "the pack is damaged; run 'forge check --read-data'",
+          },
+        );
       }
       if (isForgeError(e, 'FORGE_NOT_FOUND')) {
-        throw new ForgeError('FORGE_NOT_FOUND', `pack ${loc.packId.slice(0, 12)} is missing`, { cause: e, hint: "run 'forge check'" });
+        throw new ForgeError('FORGE_NOT_FOUND', `pack ${loc.packId.slice(0, 12)} is missing`, {
+          cause: e,
+          hint: "run 'forge check'",
+        });
       }
       throw e;
     }
@@ -234,11 +271,19 @@ export class Repository {
     return id;
   }
 
-  async listKeys(): Promise<{ id: string; created: string; hostname: string; username: string; current: boolean }[]> {
+  async listKeys(): Promise<
+    { id: string; created: string; hostname: string; username: string; current: boolean }[]
+  > {
     const out = [];
     for await (const info of this.backend.list('key')) {
       const kf = parseKeyFile(await this.backend.load({ type: 'key', name: info.name }));
-      out.push({ id: info.name, created: kf.created, hostname: kf.hostname, username: kf.username, current: info.name === this.keyId });
+      out.push({
+        id: info.name,
+        created: kf.created,
+        hostname: kf.hostname,
+        username: kf.username,
+        current: info.name === this.keyId,
+      });
     }
     return out;
   }

@@ -42,14 +42,25 @@ export interface RestoreResult {
 
 const PREFETCH = 4;
 /** Errors that make going on pointless. */
-const FATAL = new Set<ForgeErrorCode>(['FORGE_NO_SPACE', 'FORGE_PERMISSION', 'FORGE_TARGET_NOT_EMPTY', 'FORGE_ABORTED', 'FORGE_INTERNAL']);
+const FATAL = new Set<ForgeErrorCode>([
+  'FORGE_NO_SPACE',
+  'FORGE_PERMISSION',
+  'FORGE_TARGET_NOT_EMPTY',
+  'FORGE_ABORTED',
+  'FORGE_INTERNAL',
+]);
 
 /**
  * Restores a snapshot (or a path in it) into a target. Every blob is authenticated and checked
  * against its id before a byte of it is written; a file whose data fails is removed and
  * reported in `errors`, and the restore goes on with the next file.
  */
-export async function restore(repo: Repository, snapshot: SnapshotRecord, target: RestoreTarget, opts: RestoreOptions = {}): Promise<RestoreResult> {
+export async function restore(
+  repo: Repository,
+  snapshot: SnapshotRecord,
+  target: RestoreTarget,
+  opts: RestoreOptions = {},
+): Promise<RestoreResult> {
   const reporter = opts.reporter ?? silentReporter;
   await repo.loadIndex();
   const start = await findNode(repo, snapshot, opts.subpath ?? '/');
@@ -119,7 +130,10 @@ export async function restore(repo: Repository, snapshot: SnapshotRecord, target
         progress(abs);
       }
       if (offset !== (node.size ?? 0)) {
-        throw new ForgeError('FORGE_INTEGRITY', `content is ${offset} bytes but the snapshot says ${node.size}`);
+        throw new ForgeError(
+          'FORGE_INTEGRITY',
+          `content is ${offset} bytes but the snapshot says ${node.size}`,
+        );
       }
       await w.close();
       files++;
@@ -141,7 +155,12 @@ export async function restore(repo: Repository, snapshot: SnapshotRecord, target
         if (inc) await ensureDirs();
         const tree = node.subtree ? await repo.loadTree(node.subtree) : { nodes: [] };
         for (const child of tree.nodes) {
-          await visit(abs === '/' ? `/${child.name}` : `${abs}/${child.name}`, [...rel, child.name], child, inc);
+          await visit(
+            abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
+            [...rel, child.name],
+            child,
+            inc,
+          );
         }
       } catch (e) {
         fail(abs, e);
@@ -175,7 +194,12 @@ export async function restore(repo: Repository, snapshot: SnapshotRecord, target
       // The target itself stands for the start directory: restore its children into it.
       const tree = start.subtree ? await repo.loadTree(start.subtree) : { nodes: [] };
       for (const child of tree.nodes) {
-        await visit(basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`, [child.name], child, false);
+        await visit(
+          basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
+          [child.name],
+          child,
+          false,
+        );
       }
     } else {
       await visit(basePath, [start.name], start, false);
@@ -196,7 +220,10 @@ async function verifyFiles(
   files: readonly { rel: string[]; node: TreeNode }[],
   fail: (path: string, e: unknown) => void,
 ): Promise<number> {
-  if (!target.readBack) throw new ForgeError('FORGE_USAGE', 'this restore target cannot read files back', { hint: 'restore without --verify' });
+  if (!target.readBack)
+    throw new ForgeError('FORGE_USAGE', 'this restore target cannot read files back', {
+      hint: 'restore without --verify',
+    });
   let ok = 0;
   for (const { rel, node } of files) {
     const path = rel.join('/');
@@ -215,11 +242,14 @@ async function verifyFiles(
           }
           const actual = createHmac('sha256', repo.keys.macKey).update(buf.subarray(0, got)).digest('hex');
           if (got !== loc.rawLength || actual !== id) {
-            throw new ForgeError('FORGE_INTEGRITY', `restored file ${path} differs from the snapshot`, { hint: 'restore it again' });
+            throw new ForgeError('FORGE_INTEGRITY', `restored file ${path} differs from the snapshot`, {
+              hint: 'restore it again',
+            });
           }
         }
         const extra = await reader.read(new Uint8Array(1));
-        if (extra !== 0) throw new ForgeError('FORGE_INTEGRITY', `restored file ${path} is longer than in the snapshot`);
+        if (extra !== 0)
+          throw new ForgeError('FORGE_INTEGRITY', `restored file ${path} is longer than in the snapshot`);
       } finally {
         await reader.close();
       }

@@ -47,30 +47,48 @@ export function matchesFilter(s: Snapshot, f: SnapshotFilter = {}): boolean {
  * Resolves `latest`, a full id, or a unique id prefix (at least 4 hex chars) among `snapshots`
  * (oldest first). `latest` honours the filter.
  */
-export function resolveSnapshotRef(snapshots: readonly SnapshotRecord[], ref: string, filter?: SnapshotFilter): SnapshotRecord {
+export function resolveSnapshotRef(
+  snapshots: readonly SnapshotRecord[],
+  ref: string,
+  filter?: SnapshotFilter,
+): SnapshotRecord {
   if (ref === 'latest') {
     const candidates = snapshots.filter((s) => matchesFilter(s, filter));
     const last = candidates[candidates.length - 1];
     if (!last) {
-      throw new ForgeError('FORGE_SNAPSHOT_NOT_FOUND', 'no snapshot matches (latest)', { hint: "list snapshots with 'forge snapshots'" });
+      throw new ForgeError('FORGE_SNAPSHOT_NOT_FOUND', 'no snapshot matches (latest)', {
+        hint: "list snapshots with 'forge snapshots'",
+      });
     }
     return last;
   }
   if (!/^[0-9a-f]{4,64}$/.test(ref)) {
-    throw new ForgeError('FORGE_USAGE', `'${ref}' is not a snapshot id`, { hint: "give 'latest', a full id or an id prefix of at least 4 hex digits" });
+    throw new ForgeError('FORGE_USAGE', `'${ref}' is not a snapshot id`, {
+      hint: "give 'latest', a full id or an id prefix of at least 4 hex digits",
+    });
   }
   const hits = snapshots.filter((s) => s.id.startsWith(ref));
   if (hits.length === 0) {
-    throw new ForgeError('FORGE_SNAPSHOT_NOT_FOUND', `no snapshot with id ${ref}`, { hint: "list snapshots with 'forge snapshots'" });
+    throw new ForgeError('FORGE_SNAPSHOT_NOT_FOUND', `no snapshot with id ${ref}`, {
+      hint: "list snapshots with 'forge snapshots'",
+    });
   }
   if (hits.length > 1) {
-    throw new ForgeError('FORGE_SNAPSHOT_AMBIGUOUS', `snapshot id prefix ${ref} matches ${hits.length} snapshots`, { hint: 'give more digits of the id' });
+    throw new ForgeError(
+      'FORGE_SNAPSHOT_AMBIGUOUS',
+      `snapshot id prefix ${ref} matches ${hits.length} snapshots`,
+      { hint: 'give more digits of the id' },
+    );
   }
   return hits[0]!;
 }
 
 /** The newest snapshot with the same host and the same set of paths: the parent of a new backup. */
-export function findParentSnapshot(snapshots: readonly SnapshotRecord[], host: string, paths: readonly string[]): SnapshotRecord | undefined {
+export function findParentSnapshot(
+  snapshots: readonly SnapshotRecord[],
+  host: string,
+  paths: readonly string[],
+): SnapshotRecord | undefined {
   const want = [...paths].sort().join('\0');
   for (let i = snapshots.length - 1; i >= 0; i--) {
     const s = snapshots[i]!;

@@ -20,7 +20,10 @@ export interface RepositoryStats {
 }
 
 /** Totals for `snapshots` (default: all). Reads every tree once; no data blobs. */
-export async function repositoryStats(repo: Repository, snapshots?: readonly SnapshotRecord[]): Promise<RepositoryStats> {
+export async function repositoryStats(
+  repo: Repository,
+  snapshots?: readonly SnapshotRecord[],
+): Promise<RepositoryStats> {
   await repo.loadIndex();
   const snaps = snapshots ?? (await repo.listSnapshots());
   const seenTrees = new Set<string>();

@@ -20,12 +20,20 @@ export interface BackupCommandOptions {
   force?: boolean;
 }
 
-export async function backupCommand(ctx: Context, paths: string[], opts: BackupCommandOptions): Promise<number> {
+export async function backupCommand(
+  ctx: Context,
+  paths: string[],
+  opts: BackupCommandOptions,
+): Promise<number> {
   if (opts.stdin && paths.length > 0) {
-    throw new ForgeError('FORGE_USAGE', '--stdin takes no paths', { hint: 'name the stored file with --stdin-filename' });
+    throw new ForgeError('FORGE_USAGE', '--stdin takes no paths', {
+      hint: 'name the stored file with --stdin-filename',
+    });
   }
   if (!opts.stdin && paths.length === 0) {
-    throw new ForgeError('FORGE_USAGE', 'nothing to back up', { hint: "give one or more paths, e.g. 'forge backup ~/Documents'" });
+    throw new ForgeError('FORGE_USAGE', 'nothing to back up', {
+      hint: "give one or more paths, e.g. 'forge backup ~/Documents'",
+    });
   }
   const source = opts.stdin
     ? createStdinSource({ filename: opts.stdinFilename ?? 'stdin', stream: ctx.io.stdin })
@@ -74,10 +82,17 @@ export async function backupCommand(ctx: Context, paths: string[], opts: BackupC
     if (result.parent) ctx.out.info(`using parent snapshot ${shortId(result.parent.id)}`);
     ctx.out.info(`Files: ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified`);
     ctx.out.info(`Dirs:  ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified`);
-    ctx.out.info(`Added to the repository: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)`);
-    ctx.out.info(`processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${formatDuration(Date.now() - t0)}`);
+    ctx.out.info(
+      `Added to the repository: ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)`,
+    );
+    ctx.out.info(
+      `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${formatDuration(Date.now() - t0)}`,
+    );
     if (opts.dryRun) ctx.out.info('dry run: nothing was written');
-    else ctx.out.info(`snapshot ${shortId(result.snapshotId!)} saved${result.partial ? ` (partial: ${result.warnings.length} files or dirs could not be read)` : ''}`);
+    else
+      ctx.out.info(
+        `snapshot ${shortId(result.snapshotId!)} saved${result.partial ? ` (partial: ${result.warnings.length} files or dirs could not be read)` : ''}`,
+      );
     return result.partial ? ExitCode.PARTIAL : ExitCode.OK;
   } finally {
     await repo.close();

@@ -17,10 +17,13 @@ export async function initCommand(ctx: Context, opts: InitOptions): Promise<numb
   return ExitCode.OK;
 }
 
-export function parseCompression(s: string | undefined): { algorithm: 'zstd' | 'lz4' | 'none'; level?: number } | undefined {
+export function parseCompression(
+  s: string | undefined,
+): { algorithm: 'zstd' | 'lz4' | 'none'; level?: number } | undefined {
   if (!s) return undefined;
   const [alg, level] = s.split(':');
-  if (alg === 'zstd') return level ? { algorithm: 'zstd', level: Number(level) } : { algorithm: 'zstd', level: 3 };
+  if (alg === 'zstd')
+    return level ? { algorithm: 'zstd', level: Number(level) } : { algorithm: 'zstd', level: 3 };
   if (alg === 'lz4' || alg === 'none') return { algorithm: alg };
   return { algorithm: alg as 'zstd' };
 }

@@ -22,13 +22,25 @@ export function parseSnapshotSpec(spec: string): { ref: string; subpath: string 
   return i < 0 ? { ref: spec, subpath: '/' } : { ref: spec.slice(0, i), subpath: spec.slice(i + 1) || '/' };
 }
 
-export async function restoreCommand(ctx: Context, spec: string, opts: RestoreCommandOptions): Promise<number> {
+export async function restoreCommand(
+  ctx: Context,
+  spec: string,
+  opts: RestoreCommandOptions,
+): Promise<number> {
   if (!opts.target) {
-    throw new ForgeError('FORGE_USAGE', 'no restore target given', { hint: 'add --target DIR (an empty or new directory)' });
+    throw new ForgeError('FORGE_USAGE', 'no restore target given', {
+      hint: 'add --target DIR (an empty or new directory)',
+    });
   }
   const { ref, subpath } = parseSnapshotSpec(spec);
-  const include = opts.include?.length || opts.iinclude?.length ? createPathMatcher({ patterns: opts.include ?? [], ipatterns: opts.iinclude ?? [] }) : undefined;
-  const exclude = opts.exclude?.length || opts.iexclude?.length ? createPathMatcher({ patterns: opts.exclude ?? [], ipatterns: opts.iexclude ?? [] }) : undefined;
+  const include =
+    opts.include?.length || opts.iinclude?.length
+      ? createPathMatcher({ patterns: opts.include ?? [], ipatterns: opts.iinclude ?? [] })
+      : undefined;
+  const exclude =
+    opts.exclude?.length || opts.iexclude?.length
+      ? createPathMatcher({ patterns: opts.exclude ?? [], ipatterns: opts.iexclude ?? [] })
+      : undefined;
   const repo = await ctx.openRepository();
   try {
     const snap = await findSnapshot(repo, ref, toFilter(opts));
@@ -58,9 +70,13 @@ export async function restoreCommand(ctx: Context, spec: string, opts: RestoreCo
       errors: r.errors.length,
       total_duration: (Date.now() - t0) / 1000,
     });
-    ctx.out.info(`restored ${r.files} files, ${formatBytes(r.bytes)} in ${formatDuration(Date.now() - t0)}${opts.verify ? `; verified ${r.verified}` : ''}`);
+    ctx.out.info(
+      `restored ${r.files} files, ${formatBytes(r.bytes)} in ${formatDuration(Date.now() - t0)}${opts.verify ? `; verified ${r.verified}` : ''}`,
+    );
     if (r.errors.length > 0) {
-      ctx.out.error(`${r.errors.length} file${r.errors.length === 1 ? '' : 's'} could not be restored (see the warnings above); the repository may be damaged: run 'forge check --read-data'`);
+      ctx.out.error(
+        `${r.errors.length} file${r.errors.length === 1 ? '' : 's'} could not be restored (see the warnings above); the repository may be damaged: run 'forge check --read-data'`,
+      );
       return ExitCode.FATAL;
     }
     return ExitCode.OK;

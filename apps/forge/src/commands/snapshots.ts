@@ -11,7 +11,11 @@ export interface FilterOptions {
 }
 
 export function toFilter(o: FilterOptions): SnapshotFilter {
-  return { ...(o.host ? { hosts: o.host } : {}), ...(o.tag ? { tags: o.tag } : {}), ...(o.path ? { paths: o.path } : {}) };
+  return {
+    ...(o.host ? { hosts: o.host } : {}),
+    ...(o.tag ? { tags: o.tag } : {}),
+    ...(o.path ? { paths: o.path } : {}),
+  };
 }
 
 export async function snapshotsCommand(ctx: Context, opts: FilterOptions): Promise<number> {
@@ -23,7 +27,8 @@ export async function snapshotsCommand(ctx: Context, opts: FilterOptions): Promi
       return ExitCode.OK;
     }
     const rows = [['ID', 'Time', 'Host', 'Tags', 'Paths']];
-    for (const s of snaps) rows.push([shortId(s.id), formatTime(s.time), s.hostname, s.tags.join(','), s.paths.join(', ')]);
+    for (const s of snaps)
+      rows.push([shortId(s.id), formatTime(s.time), s.hostname, s.tags.join(','), s.paths.join(', ')]);
     ctx.out.line(table(rows));
     ctx.out.line(`${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}`);
     return ExitCode.OK;

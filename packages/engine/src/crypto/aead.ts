@@ -26,7 +26,10 @@ export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, no
 /** Opens a sealed value; any change to it or to `aad` throws `FORGE_INTEGRITY`. */
 export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, what = 'data'): Buffer {
   if (sealed.length < SEAL_OVERHEAD) {
-    throw new ForgeError('FORGE_INTEGRITY', `${what} is too short to be encrypted data (${sealed.length} bytes)`);
+    throw new ForgeError(
+      'FORGE_INTEGRITY',
+      `${what} is too short to be encrypted data (${sealed.length} bytes)`,
+    );
   }
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
   const iv = buf.subarray(0, NONCE_LENGTH);

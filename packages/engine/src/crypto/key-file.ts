@@ -60,14 +60,18 @@ export function parseKeyFile(bytes: Uint8Array): KeyFile {
   if (k.version !== 1) throw invalid(`has unsupported version ${String(k.version)}`);
   const kdf = k.kdf as Record<string, unknown> | undefined;
   if (!kdf || kdf.algorithm !== 'argon2id') throw invalid('uses an unknown KDF');
-  if (!inRange(kdf.memoryKiB, KDF_LIMITS.memoryKiB)) throw invalid(`has out-of-range KDF memory ${String(kdf.memoryKiB)} KiB`);
-  if (!inRange(kdf.iterations, KDF_LIMITS.iterations)) throw invalid(`has out-of-range KDF iterations ${String(kdf.iterations)}`);
-  if (!inRange(kdf.parallelism, KDF_LIMITS.parallelism)) throw invalid(`has out-of-range KDF parallelism ${String(kdf.parallelism)}`);
+  if (!inRange(kdf.memoryKiB, KDF_LIMITS.memoryKiB))
+    throw invalid(`has out-of-range KDF memory ${String(kdf.memoryKiB)} KiB`);
+  if (!inRange(kdf.iterations, KDF_LIMITS.iterations))
+    throw invalid(`has out-of-range KDF iterations ${String(kdf.iterations)}`);
+  if (!inRange(kdf.parallelism, KDF_LIMITS.parallelism))
+    throw invalid(`has out-of-range KDF parallelism ${String(kdf.parallelism)}`);
   if (typeof kdf.salt !== 'string') throw invalid('has no salt');
   const salt = Buffer.from(kdf.salt, 'base64');
   if (!inRange(salt.length, KDF_LIMITS.saltBytes)) throw invalid(`has a ${salt.length}-byte salt`);
   if (typeof k.masterKey !== 'string') throw invalid('has no master key');
-  if (Buffer.from(k.masterKey, 'base64').length !== MASTER_KEY_LENGTH + 28) throw invalid('has a master key of the wrong length');
+  if (Buffer.from(k.masterKey, 'base64').length !== MASTER_KEY_LENGTH + 28)
+    throw invalid('has a master key of the wrong length');
   return kf as KeyFile;
 }
 
@@ -90,7 +94,11 @@ export interface CreateKeyFileOptions {
 }
 
 /** Wraps `masterKey` under `password`. Returns the key file's bytes (its name is their SHA-256). */
-export async function createKeyFile(masterKey: Uint8Array, password: string, opts: CreateKeyFileOptions = {}): Promise<Buffer> {
+export async function createKeyFile(
+  masterKey: Uint8Array,
+  password: string,
+  opts: CreateKeyFileOptions = {},
+): Promise<Buffer> {
   const kdf: KdfParams = {
     algorithm: 'argon2id',
     memoryKiB: opts.kdf?.memoryKiB ?? DEFAULT_KDF.memoryKiB,

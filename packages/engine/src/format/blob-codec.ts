@@ -1,8 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import { ForgeError } from '@backupforge/common';
+import {
+  COMPRESSION_CODES,
+  type CompressionAlgorithm,
+  type CompressionSettings,
+  compress,
+  decompress,
+} from '../compression.ts';
 import { aadOf, open, seal } from '../crypto/aead.ts';
 import { blobId } from '../crypto/master-key.ts';
-import { COMPRESSION_CODES, type CompressionAlgorithm, type CompressionSettings, compress, decompress } from '../compression.ts';
 
 /** Blob type as stored (u8): 0 data, 1 tree. */
 export type BlobType = 'data' | 'tree';
@@ -25,7 +31,12 @@ export interface BlobLocation {
   readonly compression: CompressionAlgorithm;
 }
 
-export function blobAad(type: BlobType, compression: CompressionAlgorithm, id: Uint8Array, rawLength: number): Buffer {
+export function blobAad(
+  type: BlobType,
+  compression: CompressionAlgorithm,
+  id: Uint8Array,
+  rawLength: number,
+): Buffer {
   const b = Buffer.alloc(2 + 32 + 4);
   b[0] = BLOB_TYPE_CODES[type];
   b[1] = COMPRESSION_CODES[compression];
@@ -51,7 +62,13 @@ export function sealBlob(
   const c = compress(blob.data, compression);
   const id = Buffer.from(blob.id);
   const aad = blobAad(blob.type, c.algorithm, id, blob.data.length);
-  return { id, type: blob.type, compression: c.algorithm, rawLength: blob.data.length, sealed: seal(encKey, c.data, aad) };
+  return {
+    id,
+    type: blob.type,
+    compression: c.algorithm,
+    rawLength: blob.data.length,
+    sealed: seal(encKey, c.data, aad),
+  };
 }
 
 /**

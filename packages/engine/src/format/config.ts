@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ForgeError } from '@backupforge/common';
-import { aadOf, open, seal } from '../crypto/aead.ts';
 import type { CompressionSettings } from '../compression.ts';
+import { aadOf, open, seal } from '../crypto/aead.ts';
 
 export const FORMAT_VERSION = 1;
 const MAGIC = Buffer.from('BFRGCFG1', 'ascii');
@@ -27,7 +27,12 @@ export interface RepositoryConfig {
   readonly packSize: number;
 }
 
-export const DEFAULT_CHUNKER = { algorithm: 'fastcdc', min: 256 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 } as const;
+export const DEFAULT_CHUNKER = {
+  algorithm: 'fastcdc',
+  min: 256 * 1024,
+  avg: 1024 * 1024,
+  max: 4 * 1024 * 1024,
+} as const;
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
 export function newConfig(opts: {
@@ -66,29 +71,50 @@ export function encodeConfig(encKey: Uint8Array, config: RepositoryConfig): Buff
 export function checkConfigHeader(bytes: Uint8Array, location: string): number {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (b.length < 12 || !b.subarray(0, 8).equals(MAGIC)) {
-    throw new ForgeError('FORGE_REPO_INVALID', `${location} does not contain a BackupForge repository (bad config)`, {
-      hint: "check the repository path; 'forge init' creates a new repository",
-    });
+    throw new ForgeError(
+      'FORGE_REPO_INVALID',
+      `${location} does not contain a BackupForge repository (bad config)`,
+      {
+        hint: "check the repository path; 'forge init' creates a new repository",
+      },
+    );
   }
   const version = b.readUInt32LE(8);
   if (version !== FORMAT_VERSION) {
-    throw new ForgeError('FORGE_REPO_VERSION', `repository format version ${version} is not supported (this forge reads version ${FORMAT_VERSION})`, {
-      hint: version > FORMAT_VERSION ? 'upgrade forge to a newer release' : 'migrate the repository with a forge release that reads it',
-    });
+    throw new ForgeError(
+      'FORGE_REPO_VERSION',
+      `repository format version ${version} is not supported (this forge reads version ${FORMAT_VERSION})`,
+      {
+        hint:
+          version > FORMAT_VERSION
+            ? 'upgrade forge to a newer release'
+            : 'migrate the repository with a forge release that reads it',
+      },
+    );
   }
   return version;
 }
 
 export function decodeConfig(encKey: Uint8Array, bytes: Uint8Array, location: string): RepositoryConfig {
   const version = checkConfigHeader(bytes, location);
-  const plain = open(encKey, bytes.subarray(12), aadOf('bf1:config', versionBytes(version)), 'repository config');
+  const plain = open(
+    encKey,
+    bytes.subarray(12),
+    aadOf('bf1:config', versionBytes(version)),
+    'repository config',
+  );
   let c: RepositoryConfig;
   try {
     c = JSON.parse(plain.toString('utf8')) as RepositoryConfig;
   } catch (e) {
     throw new ForgeError('FORGE_REPO_INVALID', 'repository config is not valid JSON', { cause: e });
   }
-  if (c.version !== version || typeof c.id !== 'string' || !c.chunker || !/^[0-9a-f]{64}$/.test(c.chunker.seed)) {
+  if (
+    c.version !== version ||
+    typeof c.id !== 'string' ||
+    !c.chunker ||
+    !/^[0-9a-f]{64}$/.test(c.chunker.seed)
+  ) {
     throw new ForgeError('FORGE_REPO_INVALID', 'repository config is incomplete');
   }
   return c;

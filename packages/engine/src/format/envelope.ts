@@ -24,7 +24,12 @@ export function encodeObject(encKey: Uint8Array, label: EnvelopeLabel, value: un
 }
 
 /** Decodes an encrypted object, checking its name (SHA-256 of its bytes) when given. */
-export function decodeObject(encKey: Uint8Array, label: EnvelopeLabel, bytes: Uint8Array, name?: string): unknown {
+export function decodeObject(
+  encKey: Uint8Array,
+  label: EnvelopeLabel,
+  bytes: Uint8Array,
+  name?: string,
+): unknown {
   const what = `${label} ${name ? name.slice(0, 12) : ''}`.trim();
   if (name !== undefined && sha256Hex(bytes) !== name) {
     throw new ForgeError('FORGE_INTEGRITY', `${what} does not match its name (damaged)`);
@@ -33,7 +38,8 @@ export function decodeObject(encKey: Uint8Array, label: EnvelopeLabel, bytes: Ui
   const version = bytes[0] ?? 0;
   const compression = bytes[1] ?? 0;
   if (version !== 1) throw new ForgeError('FORGE_FORMAT', `${what} has unknown version ${version}`);
-  if (compression !== 0 && compression !== 1) throw new ForgeError('FORGE_FORMAT', `${what} has unknown compression ${compression}`);
+  if (compression !== 0 && compression !== 1)
+    throw new ForgeError('FORGE_FORMAT', `${what} has unknown compression ${compression}`);
   const plain = open(encKey, bytes.subarray(2), aad(label, version, compression), what);
   let json: Buffer;
   try {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ForgeError, type StorageBackend } from '@backupforge/common';
-import { aadOf, open, SEAL_OVERHEAD, seal } from '../crypto/aead.ts';
 import { COMPRESSION_CODES, compressionFromCode } from '../compression.ts';
+import { aadOf, open, SEAL_OVERHEAD, seal } from '../crypto/aead.ts';
 import { BLOB_TYPE_CODES, type BlobLocation, blobTypeFromCode, type SealedBlob } from './blob-codec.ts';
 
 const HEADER_AAD = aadOf('bf1:pack-header');
@@ -79,7 +79,8 @@ export function parsePackHeader(plain: Uint8Array, blobArea: number): PackEntry[
   let offset = 0;
   for (let i = 0, o = 5; i < n; i++, o += ENTRY_SIZE) {
     const length = b.readUInt32LE(o + 4);
-    if (b.readUInt16LE(o + 2) !== 0 || length < SEAL_OVERHEAD) throw new ForgeError('FORGE_FORMAT', `pack header entry ${i} is malformed`);
+    if (b.readUInt16LE(o + 2) !== 0 || length < SEAL_OVERHEAD)
+      throw new ForgeError('FORGE_FORMAT', `pack header entry ${i} is malformed`);
     entries.push({
       type: blobTypeFromCode(b[o] ?? 255),
       compression: compressionFromCode(b[o + 1] ?? 255),
@@ -91,20 +92,32 @@ export function parsePackHeader(plain: Uint8Array, blobArea: number): PackEntry[
     offset += length;
   }
   if (offset !== blobArea) {
-    throw new ForgeError('FORGE_PACK_TRUNCATED', `pack blobs occupy ${offset} bytes but the pack has room for ${blobArea}`);
+    throw new ForgeError(
+      'FORGE_PACK_TRUNCATED',
+      `pack blobs occupy ${offset} bytes but the pack has room for ${blobArea}`,
+    );
   }
   return entries;
 }
 
 /** Reads and decrypts the header of a stored pack (two ranged reads). */
-export async function readPackHeader(backend: StorageBackend, encKey: Uint8Array, packId: string, size?: number): Promise<PackEntry[]> {
+export async function readPackHeader(
+  backend: StorageBackend,
+  encKey: Uint8Array,
+  packId: string,
+  size?: number,
+): Promise<PackEntry[]> {
   const handle = { type: 'pack' as const, name: packId };
   const total = size ?? (await backend.stat(handle)).size;
-  if (total < 4 + SEAL_OVERHEAD + 5) throw new ForgeError('FORGE_PACK_TRUNCATED', `pack ${packId.slice(0, 12)} is too small (${total} bytes)`);
+  if (total < 4 + SEAL_OVERHEAD + 5)
+    throw new ForgeError('FORGE_PACK_TRUNCATED', `pack ${packId.slice(0, 12)} is too small (${total} bytes)`);
   const lenBuf = Buffer.from(await backend.load(handle, { offset: total - 4, length: 4 }));
   const hlen = lenBuf.readUInt32LE(0);
   if (hlen < SEAL_OVERHEAD + 5 || hlen + 4 > total) {
-    throw new ForgeError('FORGE_PACK_TRUNCATED', `pack ${packId.slice(0, 12)} has a header length of ${hlen} in ${total} bytes`);
+    throw new ForgeError(
+      'FORGE_PACK_TRUNCATED',
+      `pack ${packId.slice(0, 12)} has a header length of ${hlen} in ${total} bytes`,
+    );
   }
   const sealed = await backend.load(handle, { offset: total - 4 - hlen, length: hlen });
   const plain = open(encKey, sealed, HEADER_AAD, `header of pack ${packId.slice(0, 12)}`);

@@ -30,7 +30,11 @@ const NODE_TYPES = new Set<NodeType>(['file', 'dir', 'symlink', 'fifo', 'socket'
 const HEX64 = /^[0-9a-f]{64}$/;
 const DEC = /^-?\d+$/;
 
-export function nodeFromMetadata(name: string, m: FileMetadata, extra: { content?: string[]; subtree?: string; size?: number } = {}): TreeNode {
+export function nodeFromMetadata(
+  name: string,
+  m: FileMetadata,
+  extra: { content?: string[]; subtree?: string; size?: number } = {},
+): TreeNode {
   const n: Record<string, unknown> = {
     name,
     type: m.type,
@@ -76,7 +80,14 @@ export function metadataFromNode(n: TreeNode): FileMetadata {
 
 /** A path component that cannot escape a restore target. */
 export function isSafeName(name: unknown): name is string {
-  return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
+  return (
+    typeof name === 'string' &&
+    name !== '' &&
+    name !== '.' &&
+    name !== '..' &&
+    !name.includes('/') &&
+    !name.includes('\0')
+  );
 }
 
 export function encodeTree(tree: Tree): Buffer {
@@ -100,27 +111,34 @@ export function decodeTree(bytes: Uint8Array, id: string): Tree {
   let prev: Buffer | undefined;
   for (const raw of nodes) {
     const n = raw as Record<string, unknown>;
-    if (!n || typeof n !== 'object' || !isSafeName(n.name)) throw bad(id, `has an unsafe or missing name ${JSON.stringify(n?.name)}`);
+    if (!n || typeof n !== 'object' || !isSafeName(n.name))
+      throw bad(id, `has an unsafe or missing name ${JSON.stringify(n?.name)}`);
     const nameBytes = Buffer.from(n.name, 'utf8');
-    if (prev && Buffer.compare(prev, nameBytes) >= 0) throw bad(id, `is not sorted or has duplicate name ${JSON.stringify(n.name)}`);
+    if (prev && Buffer.compare(prev, nameBytes) >= 0)
+      throw bad(id, `is not sorted or has duplicate name ${JSON.stringify(n.name)}`);
     prev = nameBytes;
-    if (!NODE_TYPES.has(n.type as NodeType)) throw bad(id, `has an unknown node type ${JSON.stringify(n.type)}`);
+    if (!NODE_TYPES.has(n.type as NodeType))
+      throw bad(id, `has an unknown node type ${JSON.stringify(n.type)}`);
     for (const k of ['mtime', 'atime', 'ctime', 'inode', 'device'] as const) {
-      if (typeof n[k] !== 'string' || !DEC.test(n[k] as string)) throw bad(id, `has a bad ${k} for ${JSON.stringify(n.name)}`);
+      if (typeof n[k] !== 'string' || !DEC.test(n[k] as string))
+        throw bad(id, `has a bad ${k} for ${JSON.stringify(n.name)}`);
     }
     for (const k of ['mode', 'uid', 'gid', 'links'] as const) {
-      if (typeof n[k] !== 'number' || !Number.isInteger(n[k])) throw bad(id, `has a bad ${k} for ${JSON.stringify(n.name)}`);
+      if (typeof n[k] !== 'number' || !Number.isInteger(n[k]))
+        throw bad(id, `has a bad ${k} for ${JSON.stringify(n.name)}`);
     }
     if (n.type === 'file') {
       if (!Array.isArray(n.content) || !n.content.every((c) => typeof c === 'string' && HEX64.test(c))) {
         throw bad(id, `has a file without valid content for ${JSON.stringify(n.name)}`);
       }
-      if (typeof n.size !== 'number' || !Number.isSafeInteger(n.size) || n.size < 0) throw bad(id, `has a bad size for ${JSON.stringify(n.name)}`);
+      if (typeof n.size !== 'number' || !Number.isSafeInteger(n.size) || n.size < 0)
+        throw bad(id, `has a bad size for ${JSON.stringify(n.name)}`);
     }
     if (n.type === 'dir' && (typeof n.subtree !== 'string' || !HEX64.test(n.subtree))) {
       throw bad(id, `has a directory without subtree for ${JSON.stringify(n.name)}`);
     }
-    if (n.type === 'symlink' && typeof n.linkTarget !== 'string') throw bad(id, `has a symlink without target for ${JSON.stringify(n.name)}`);
+    if (n.type === 'symlink' && typeof n.linkTarget !== 'string')
+      throw bad(id, `has a symlink without target for ${JSON.stringify(n.name)}`);
   }
   return t as Tree;
 }

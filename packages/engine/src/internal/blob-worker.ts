@@ -1,9 +1,9 @@
 // Worker thread: hashes and seals blobs off the main thread. Loaded by worker-pool.ts.
 // Runs from dist (compiled) or from src (Node >= 22.18 strips the types).
 import { parentPort, workerData } from 'node:worker_threads';
+import type { CompressionSettings } from '../compression.ts';
 import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
-import type { CompressionSettings } from '../compression.ts';
 
 interface Init {
   encKey: Uint8Array;
@@ -27,7 +27,10 @@ port.on('message', (t: Task) => {
     } else {
       const s = sealBlob(init.encKey, { id: t.id, type: t.type, data: t.data }, init.compression);
       const sealed = new Uint8Array(s.sealed.buffer, s.sealed.byteOffset, s.sealed.byteLength);
-      const transfer = sealed.byteLength === sealed.buffer.byteLength && sealed.byteOffset === 0 ? [sealed.buffer as ArrayBuffer] : [];
+      const transfer =
+        sealed.byteLength === sealed.buffer.byteLength && sealed.byteOffset === 0
+          ? [sealed.buffer as ArrayBuffer]
+          : [];
       port.postMessage({ seq: t.seq, sealed, compression: s.compression, rawLength: s.rawLength }, transfer);
     }
   } catch (e) {

@@ -61,7 +61,9 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   for (let i = 0; i < n; i++) {
     const w = new Worker(url, {
       workerData: { encKey: opts.encKey, macKey: opts.macKey, compression: opts.compression },
-      execArgv: fromSource ? ['--conditions=@backupforge/source', '--disable-warning=ExperimentalWarning'] : [],
+      execArgv: fromSource
+        ? ['--conditions=@backupforge/source', '--disable-warning=ExperimentalWarning']
+        : [],
     });
     const slot = { w, busy: 0, pending: new Map<number, Pending>() };
     w.on('message', (m: { seq: number; error?: string }) => {
@@ -74,7 +76,8 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
     });
     w.on('error', (e) => {
       failed = e;
-      for (const p of slot.pending.values()) p.reject(new InternalError(`blob worker crashed: ${e.message}`, e));
+      for (const p of slot.pending.values())
+        p.reject(new InternalError(`blob worker crashed: ${e.message}`, e));
       slot.pending.clear();
     });
     workers.push(slot);
@@ -91,7 +94,9 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
     });
   }
   function transferable(data: Uint8Array): ArrayBuffer[] {
-    return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : [];
+    return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
+      ? [data.buffer as ArrayBuffer]
+      : [];
   }
   return {
     async hash(data) {
@@ -103,7 +108,13 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
         { op: 'seal', data, id, type },
         transferable(data),
       );
-      return { id, type, compression: r.compression, rawLength: r.rawLength, sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength) };
+      return {
+        id,
+        type,
+        compression: r.compression,
+        rawLength: r.rawLength,
+        sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength),
+      };
     },
     async close() {
       await Promise.all(workers.map((s) => s.w.terminate()));

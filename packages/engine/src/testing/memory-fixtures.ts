@@ -47,7 +47,10 @@ export function meta(f: MemFile): FileMetadata {
  * A source over a map of '/'-separated paths. Directories are implied by paths.
  * `opened` records which files were read (to prove the unchanged-file fast path).
  */
-export function memSource(files: Record<string, MemFile>, paths = ['/data']): BackupSource & { opened: string[] } {
+export function memSource(
+  files: Record<string, MemFile>,
+  paths = ['/data'],
+): BackupSource & { opened: string[] } {
   const opened: string[] = [];
   const metas = new Map<string, FileMetadata>();
   const all = new Set<string>();

@@ -1,0 +1,54 @@
+// Shared helpers for tests that drive the real `forge` binary.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+/** The built CLI (turbo builds it before these tests run). */
+export const FORGE_BIN = join(REPO_ROOT, 'apps/forge/dist/main.js');
+
+export interface ForgeRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `forge` with Node (the same Node running the tests) and resolves with its exit code and
+ * output. `env` is added to a clean environment (no FORGE_* from the caller's shell).
+ */
+export function forge(args: string[], opts: { env?: Record<string, string>; input?: Buffer | string; cwd?: string; timeoutMs?: number } = {}): Promise<ForgeRun> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FORGE_')) env[k] = v;
+  Object.assign(env, opts.env);
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [FORGE_BIN, ...args], { env, cwd: opts.cwd ?? REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d) => out.push(d));
+    child.stderr.on('data', (d) => err.push(d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('error', rej);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      res({ code: code ?? (signal ? 128 : -1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export async function tempDir(prefix = 'forge-test-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), prefix));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** Parses JSON lines output. */
+export function jsonLines(s: string): Record<string, unknown>[] {
+  return s
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
