@@ -1,0 +1,101 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Io } from './context.ts';
+import { ExitCode, exitCodeFor } from './exit-codes.ts';
+import { runCli } from './program.ts';
+
+function fakeIo(env: Record<string, string> = {}, cwd = process.cwd()): Io & { out: () => string; err: () => string } {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const o: Buffer[] = [];
+  const e: Buffer[] = [];
+  stdout.on('data', (d) => o.push(d));
+  stderr.on('data', (d) => e.push(d));
+  const stdin = new PassThrough();
+  stdin.end();
+  return { stdout, stderr, stdin, env, cwd, out: () => Buffer.concat(o).toString(), err: () => Buffer.concat(e).toString() };
+}
+
+describe('runCli', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'forge-cli-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('maps error codes to the documented exit codes', () => {
+    expect(exitCodeFor('FORGE_WRONG_PASSWORD')).toBe(12);
+    expect(exitCodeFor('FORGE_REPO_NOT_FOUND')).toBe(10);
+    expect(exitCodeFor('FORGE_REPO_VERSION')).toBe(10);
+    expect(exitCodeFor('FORGE_LOCK_CONFLICT')).toBe(11);
+    expect(exitCodeFor('FORGE_ABORTED')).toBe(130);
+    expect(exitCodeFor('FORGE_INTEGRITY')).toBe(1);
+    expect(exitCodeFor('FORGE_USAGE')).toBe(2);
+  });
+
+  it('--help exits 0 and documents exit codes', async () => {
+    const io = fakeIo();
+    expect(await runCli(['--help'], { io })).toBe(ExitCode.OK);
+    expect(io.out()).toContain('Exit codes');
+    expect(io.out()).toContain('backup');
+  });
+
+  it('an unknown option is a usage error (2)', async () => {
+    const io = fakeIo();
+    expect(await runCli(['backup', '--frobnicate'], { io })).toBe(ExitCode.USAGE);
+    expect(io.err()).toMatch(/unknown option/);
+  });
+
+  it('a missing explicit repository is exit 10 with one line and a hint', async () => {
+    const io = fakeIo({ FORGE_PASSWORD: 'pw' });
+    expect(await runCli(['-r', join(dir, 'nope'), 'snapshots'], { io })).toBe(ExitCode.REPO);
+    const lines = io.err().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^error: there is no repository at .*nope; check the path, or create one with 'forge init/);
+  });
+
+  it('no password without a terminal is exit 12', async () => {
+    const io = fakeIo();
+    expect(await runCli(['-r', dir, 'snapshots'], { io })).toBe(ExitCode.PASSWORD);
+    expect(io.err()).toMatch(/FORGE_PASSWORD/);
+  });
+
+  it('--json errors carry the stable code', async () => {
+    const io = fakeIo({ FORGE_PASSWORD: 'pw' });
+    expect(await runCli(['--json', '-r', join(dir, 'nope'), 'snapshots'], { io })).toBe(ExitCode.REPO);
+    expect(JSON.parse(io.out().trim())).toMatchObject({ message_type: 'error', code: 'FORGE_REPO_NOT_FOUND' });
+  });
+
+  it('init, backup and snapshots through runCli', async () => {
+    const repo = join(dir, 'repo');
+    const env = { FORGE_PASSWORD: 'pw' };
+    expect(await runCli(['-r', repo, 'init'], { io: fakeIo(env) })).toBe(0);
+    const io = fakeIo(env, dir);
+    expect(await runCli(['-r', repo, '--json', 'backup', '.'], { io })).toBe(0);
+    const summary = io
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .find((m) => m.message_type === 'summary');
+    expect(summary.snapshot_id).toMatch(/^[0-9a-f]{64}$/);
+    const list = fakeIo(env);
+    expect(await runCli(['-r', repo, 'snapshots'], { io: list })).toBe(0);
+    expect(list.out()).toContain(summary.snapshot_id.slice(0, 8));
+    expect(list.out()).toContain('1 snapshot');
+  });
+
+  it('a second init on the same location fails without touching it', async () => {
+    const repo = join(dir, 'repo');
+    const env = { FORGE_PASSWORD: 'pw' };
+    expect(await runCli(['-r', repo, 'init'], { io: fakeIo(env) })).toBe(0);
+    const io = fakeIo(env);
+    expect(await runCli(['-r', repo, 'init'], { io })).toBe(ExitCode.FATAL);
+    expect(io.err()).toMatch(/already exists/);
+  });
+});

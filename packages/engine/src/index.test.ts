@@ -1,0 +1,39 @@
+import { expect, it } from 'vitest';
+import pkg from '../package.json' with { type: 'json' };
+import { ENGINE_VERSION } from './version.ts';
+
+it('public API surface (changes here are API changes: add a changeset)', async () => {
+  expect(Object.keys(await import('./index.ts')).sort()).toMatchInlineSnapshot(`
+    [
+      "DEFAULT_CHUNKER",
+      "DEFAULT_KDF",
+      "DEFAULT_PACK_SIZE",
+      "ENGINE_VERSION",
+      "FORMAT_VERSION",
+      "KDF_LIMITS",
+      "PROGRAM_VERSION",
+      "Repository",
+      "RepositoryLock",
+      "backup",
+      "createChunker",
+      "diffSnapshots",
+      "findNode",
+      "findParentSnapshot",
+      "findSnapshot",
+      "isStale",
+      "listLocks",
+      "matchesFilter",
+      "metadataFromNode",
+      "readFileContent",
+      "repositoryStats",
+      "resolveSnapshotRef",
+      "restore",
+      "splitPath",
+      "walkSnapshot",
+    ]
+  `);
+});
+
+it('ENGINE_VERSION follows package.json', () => {
+  expect(ENGINE_VERSION).toBe(pkg.version);
+});
