@@ -219,3 +219,44 @@ describe('damage is detected, wrong bytes are never restored', () => {
     await expect(repo.listSnapshots()).rejects.toMatchObject({ code: 'FORGE_INTEGRITY' });
   });
 });
+
+describe('compression settings', () => {
+  for (const compression of [{ algorithm: 'lz4' as const }, { algorithm: 'none' as const }, { algorithm: 'zstd' as const, level: 19 }]) {
+    it(`round-trips with ${compression.algorithm}`, async () => {
+      const backend = createMemoryBackend();
+      const repo = await Repository.init(backend, { password: 'pw', kdf: TEST_KDF, compression });
+      const data = text(3 * 1024 * 1024);
+      const res = await backup(repo, memSource({ '/data/t.txt': { data } }), { workers: 0 });
+      const s = res.snapshot.summary!;
+      if (compression.algorithm === 'none') expect(s.dataAddedPacked).toBeGreaterThan(s.dataAdded);
+      else expect(s.dataAddedPacked).toBeLessThan(s.dataAdded / 2);
+      const again = await Repository.open(backend, { password: 'pw' });
+      expect(again.config.compression).toEqual(compression);
+      const t = memTarget();
+      await restore(again, await findSnapshot(again, 'latest'), t);
+      expect(sha(t.out.get('data/t.txt')!.data!)).toBe(sha(data));
+    });
+  }
+
+  it('rejects nonsense settings before writing anything', async () => {
+    const backend = createMemoryBackend();
+    await expect(Repository.init(backend, { password: 'pw', kdf: TEST_KDF, compression: { algorithm: 'zstd', level: 99 } })).rejects.toMatchObject({ code: 'FORGE_USAGE' });
+    await expect(Repository.init(backend, { password: 'pw', kdf: TEST_KDF, chunker: { avg: 1000 } })).rejects.toMatchObject({ code: 'FORGE_REPO_INVALID' });
+    const objs: string[] = [];
+    for (const t of ['config', 'key'] as const) for await (const o of backend.list(t)) objs.push(o.name);
+    expect(objs).toEqual([]);
+  });
+
+  it('an aborted backup commits nothing', async () => {
+    const { backend, repo } = await fresh();
+    const ac = new AbortController();
+    ac.abort();
+    await expect(backup(repo, memSource(tree()), { workers: 0, signal: ac.signal })).rejects.toMatchObject({ code: 'FORGE_ABORTED' });
+    const snaps: string[] = [];
+    for await (const s of backend.list('snapshot')) snaps.push(s.name);
+    const locks: string[] = [];
+    for await (const s of backend.list('lock')) locks.push(s.name);
+    expect(snaps).toEqual([]);
+    expect(locks).toEqual([]);
+  });
+});

@@ -8,6 +8,7 @@ import {
   type SnapshotRecord,
   type StorageBackend,
 } from '@backupforge/common';
+import { validateChunkerParams } from './chunker/index.ts';
 import { type CompressionSettings, validateCompression } from './compression.ts';
 import {
   type CreateKeyFileOptions,
@@ -87,10 +88,11 @@ export class Repository {
       });
     }
     if (opts.compression) validateCompression(opts.compression);
+    const config = newConfig(opts);
+    validateChunkerParams(config.chunker);
     await backend.create();
     const raw = generateMasterKey();
     const keys = splitMasterKey(raw);
-    const config = newConfig(opts);
     const keyBytes = await createKeyFile(raw, opts.password, { kdf: opts.kdf });
     const keyId = sha256Hex(keyBytes);
     // Key first: a config without a key would be a repository nobody can open.
