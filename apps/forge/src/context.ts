@@ -105,32 +105,31 @@ export class Context {
     });
   }
 
-  /** Opens the repository; with `autoInit`, creates the default repository the first time. */
+  /**
+   * Opens the repository; with `autoInit`, creates the default repository the first time.
+   * Problems with the location (missing, not a repository, unsupported version) are reported
+   * before a password is asked for.
+   */
   async openRepository(opts: { autoInit?: boolean } = {}): Promise<Repository> {
     const backend = await this.backend();
-    const password = await this.password();
+    const { isDefault } = this.repositoryLocation();
     try {
-      return await Repository.open(backend, { password });
+      await Repository.probe(backend);
     } catch (e) {
-      const { isDefault } = this.repositoryLocation();
-      if (opts.autoInit && isDefault && isForgeError(e, 'FORGE_REPO_NOT_FOUND')) {
-        const repo = await Repository.init(backend, { password });
-        this.out.note(
-          `created a new repository at ${backend.location} (keep the password: without it the backups cannot be read)`,
-        );
+      if (!isForgeError(e, 'FORGE_REPO_NOT_FOUND')) throw e;
+      if (opts.autoInit && isDefault) {
+        const repo = await Repository.init(backend, { password: await this.password({ confirm: true }) });
+        this.out.note(`created a new repository at ${backend.location} (keep the password: without it the backups cannot be read)`);
         return repo;
       }
-      if (isForgeError(e, 'FORGE_REPO_NOT_FOUND') && isDefault) {
-        throw new ForgeError(
-          'FORGE_REPO_NOT_FOUND',
-          `there is no repository at ${backend.location} (the default location)`,
-          {
-            hint: "give one with -r/--repo or FORGE_REPOSITORY, or run 'forge backup' once to create the default repository",
-          },
-        );
+      if (isDefault) {
+        throw new ForgeError('FORGE_REPO_NOT_FOUND', `there is no repository at ${backend.location} (the default location)`, {
+          hint: "give one with -r/--repo or FORGE_REPOSITORY, or run 'forge backup' once to create the default repository",
+        });
       }
       throw e;
     }
+    return Repository.open(backend, { password: await this.password() });
   }
 }
 

@@ -124,7 +124,7 @@ export class Output {
             ? `${formatBytes(ev.bytesDone)}/${formatBytes(totals.bytes)}`
             : formatBytes(ev.bytesDone);
           let line = `[${formatDuration(elapsed)}] ${files} files, ${bytes}, ${formatBytes(rate)}/s${eta}`;
-          const width = this.#io.stderr.columns ?? 80;
+          const width = this.#io.stderr.columns || 80; // a pty without a size reports 0
           if (ev.currentPath && line.length + 3 < width) {
             const room = width - line.length - 3;
             const p = ev.currentPath.length > room ? `…${ev.currentPath.slice(-(room - 1))}` : ev.currentPath;

@@ -16,10 +16,13 @@ import {
   toForgeError,
 } from '@backupforge/common';
 import { createChunker } from './chunker/index.ts';
+import { SEAL_OVERHEAD } from './crypto/aead.ts';
 import { blobId } from './crypto/master-key.ts';
 import { sealBlob } from './format/blob-codec.ts';
 import { compareNames, encodeTree, nodeFromMetadata, type TreeNode } from './format/tree.ts';
+import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
+import { GcPacer } from './internal/gc.ts';
 import { type BlobProcessor, createBlobProcessor } from './internal/worker-pool.ts';
 import { RepositoryLock } from './lock.ts';
 import { PackWriter } from './pack-writer.ts';
@@ -37,7 +40,7 @@ export interface BackupOptions {
   readonly dryRun?: boolean;
   readonly reporter?: Reporter;
   readonly signal?: AbortSignal;
-  /** Worker threads for hashing/compression/encryption; default: all cores; 0: same thread. */
+  /** Worker threads for hashing/compression/encryption; default: cores - 1 (at least 1); 0: same thread. */
   readonly workers?: number;
   /** Run the source's pre-scan for progress totals (the CLI does on a TTY). */
   readonly scan?: boolean;
@@ -56,8 +59,8 @@ export interface BackupResult {
 }
 
 /** Chunk bytes hashed/sealed concurrently; bounds memory whatever the file sizes. */
-const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
-const READ_SIZE = 8 * 1024 * 1024;
+const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+const READ_SIZE = 4 * 1024 * 1024;
 
 interface Frame {
   readonly path: readonly string[];
@@ -167,6 +170,8 @@ class BackupRun {
   readonly #opts: BackupOptions;
   readonly #writer: PackWriter;
   readonly #inflight = new Semaphore(IN_FLIGHT_BYTES);
+  readonly #gc = new GcPacer(64 * 1024 * 1024, 4 * 1024 * 1024);
+  readonly #pool = new BufferPool(IN_FLIGHT_BYTES);
   readonly #c: Counters = {
     filesNew: 0,
     filesChanged: 0,
@@ -268,6 +273,8 @@ class BackupRun {
     const stack: Frame[] = [
       { path: [], meta: undefined, nodes: [], parent: rootParent, parentNode: undefined },
     ];
+    // Entries at or below a backup target (ancestors like /home for /home/alice don't count).
+    const targets = this.#source.paths.map((p) => p.split('/').filter(Boolean));
     let entries = 0;
     for await (const ev of this.#source.entries(signal)) {
       if (signal?.aborted)
@@ -276,7 +283,7 @@ class BackupRun {
         this.#warn(ev);
         continue;
       }
-      entries++;
+      if (targets.some((t) => t.length <= ev.path.length && t.every((c, i) => c === ev.path[i]))) entries++;
       const depth = ev.path.length;
       if (depth === 0) throw new InternalError('source yielded an entry with an empty path');
       while (stack.length > depth) await this.#closeFrame(stack);
@@ -435,11 +442,15 @@ class BackupRun {
           if (eof) throw new InternalError('chunker asked for more data at end of file');
           continue;
         }
-        const chunk = new Uint8Array(cut - start);
+        const len = cut - start;
+        // Room for the sealed form (+28 bytes) lets the workers seal in place.
+        const cap = BufferPool.capacity(len + SEAL_OVERHEAD);
+        await this.#inflight.acquire(cap);
+        const chunk = new Uint8Array(this.#pool.get(len + SEAL_OVERHEAD), 0, len);
         chunk.set(buf.subarray(start, cut));
+        this.#gc.add(len);
         start = cut;
-        await this.#inflight.acquire(chunk.length);
-        parts.push(handled(this.#storeChunk(chunk)));
+        parts.push(handled(this.#storeChunk(chunk, cap)));
         this.#progress(where);
       }
     } catch (e) {
@@ -468,18 +479,22 @@ class BackupRun {
     return { size, content: Promise.all(parts) };
   }
 
-  async #storeChunk(chunk: Uint8Array): Promise<string> {
-    const len = chunk.length;
+  async #storeChunk(chunk: Uint8Array, cap: number): Promise<string> {
+    let back: ArrayBuffer | undefined;
     try {
       const { id, data } = await this.#processor.hash(chunk);
+      back = data.buffer as ArrayBuffer;
       const hex = id.toString('hex');
       if (this.#writer.claim(hex, 'data')) {
+        back = undefined; // transferred to a worker
         const sealed = await this.#processor.seal(id, 'data', data);
+        back = sealed.sealed.buffer as ArrayBuffer;
         await this.#writer.add(sealed);
       }
       return hex;
     } finally {
-      this.#inflight.release(len);
+      if (back) this.#pool.put(back);
+      this.#inflight.release(cap);
     }
   }
 }

@@ -1,10 +1,14 @@
 import type { BlobType, SealedBlob } from './format/blob-codec.ts';
 import { type FinishedPack, MAX_BLOBS_PER_PACK, PackBuilder, type PackEntry } from './format/pack.ts';
+import { Semaphore } from './internal/concurrency.ts';
 import type { Repository } from './repository.ts';
 
 /** Writes an index file after this many packs, so a crash loses little finished work. */
 const PACKS_PER_INDEX = 64;
-const MAX_UPLOADS = 2;
+/** Packs stored concurrently. One upload overlaps with filling the next pack. */
+const MAX_UPLOADS = 1;
+/** Room beyond the target pack size: the blob that crosses it (≤ max chunk) and the header. */
+const PACK_SLACK = 8 * 1024 * 1024;
 
 export interface PackWriterStats {
   packs: number;
@@ -14,14 +18,22 @@ export interface PackWriterStats {
 }
 
 /**
- * Collects sealed blobs into packs of the repository's target size, uploads them (at most two
- * in flight) and writes index files for uploaded packs. Order (§11): a pack is durable before
- * any index lists it; `flush()` resolves once every pack and index is durable.
+ * Collects sealed blobs into packs of the repository's target size, stores them (one upload
+ * overlapping with filling the next pack) and writes index files for stored packs. Order
+ * (format spec §11): a pack is durable before any index lists it; `flush()` resolves once
+ * every pack and index is durable.
+ *
+ * Memory is bounded: data packs are built in place in reused buffers (filling, waiting and
+ * uploading: at most two), and while a full pack waits for the upload slot every `add` waits
+ * too, which stops the readers upstream.
  */
 export class PackWriter {
   readonly #repo: Repository;
-  readonly #builders: Record<BlobType, PackBuilder> = { data: new PackBuilder(), tree: new PackBuilder() };
+  readonly #builders: Partial<Record<BlobType, PackBuilder>> = {};
   readonly #uploads = new Set<Promise<void>>();
+  readonly #uploadSlots = new Semaphore(MAX_UPLOADS);
+  readonly #freeBuffers: Uint8Array[] = [];
+  #waiting: Promise<void> | undefined;
   #unindexed: { id: string; entries: readonly PackEntry[] }[] = [];
   /** Ids added in this session but not yet in the master index (dedup of in-flight blobs). */
   readonly #pending = new Set<string>();
@@ -46,33 +58,75 @@ export class PackWriter {
     return true;
   }
 
+  #builder(type: BlobType): PackBuilder {
+    let b = this.#builders[type];
+    if (!b) {
+      // Tree blobs are few and small: they go into a growable builder.
+      b = new PackBuilder(type === 'data' ? this.#takeBuffer() : undefined);
+      this.#builders[type] = b;
+    }
+    return b;
+  }
+
+  #takeBuffer(): Uint8Array {
+    return this.#freeBuffers.pop() ?? new Uint8Array(this.#repo.config.packSize + PACK_SLACK);
+  }
+
+  /** Copies the blob into the current pack; `blob.sealed` may be reused once this resolves. */
   async add(blob: SealedBlob): Promise<void> {
+    while (this.#waiting) await this.#waiting;
     this.#throwIfFailed();
-    const b = this.#builders[blob.type];
+    let b = this.#builder(blob.type);
+    if (!b.fits(blob.sealed.length)) {
+      if (b.count > 0) {
+        await this.#finishGated(blob.type);
+        while (this.#waiting) await this.#waiting;
+        b = this.#builder(blob.type);
+      }
+      if (!b.fits(blob.sealed.length)) {
+        // Larger than a pack buffer (a huge tree): give it a pack of its own.
+        if (b.buffer) this.#freeBuffers.push(b.buffer);
+        b = new PackBuilder();
+        this.#builders[blob.type] = b;
+      }
+    }
     b.add(blob);
     this.stats.blobs[blob.type]++;
     this.stats.rawBytes += blob.rawLength;
     this.stats.packedBytes += blob.sealed.length;
-    if (b.size >= this.#repo.config.packSize || b.count >= MAX_BLOBS_PER_PACK)
-      await this.#finishPack(blob.type);
+    if (b.size >= this.#repo.config.packSize || b.count >= MAX_BLOBS_PER_PACK) await this.#finishGated(blob.type);
+  }
+
+  #finishGated(type: BlobType): Promise<void> {
+    const w = this.#finishPack(type).finally(() => {
+      if (this.#waiting === w) this.#waiting = undefined;
+    });
+    this.#waiting = w;
+    return w;
   }
 
   async #finishPack(type: BlobType): Promise<void> {
+    if (!this.#builders[type]?.count) return;
+    // Wait for the upload slot before finishing: the full pack stays in its buffer meanwhile,
+    // so at most two pack buffers exist (one uploading, one filling or full).
+    await this.#uploadSlots.acquire();
     const b = this.#builders[type];
-    if (b.count === 0) return;
-    this.#builders[type] = new PackBuilder();
+    if (this.#error || !b || b.count === 0) {
+      this.#uploadSlots.release();
+      if (this.#error) throw this.#error;
+      return;
+    }
+    delete this.#builders[type];
     const pack = b.finish(this.#repo.keys.encKey);
-    while (this.#uploads.size >= MAX_UPLOADS) await Promise.race(this.#uploads);
-    this.#throwIfFailed();
-    const p = this.#upload(pack).then(
-      () => {
-        this.#uploads.delete(p);
-      },
-      (e) => {
-        this.#uploads.delete(p);
-        this.#error ??= e;
-      },
-    );
+    const done = () => {
+      this.#uploads.delete(p);
+      this.#uploadSlots.release();
+      if (b.buffer) this.#freeBuffers.push(b.buffer);
+    };
+    const p = this.#upload(pack).then(done, (e) => {
+      done();
+      this.#error ??= e;
+    });
     this.#uploads.add(p);
   }
 
@@ -97,10 +151,12 @@ export class PackWriter {
 
   /** Finishes open packs, waits for uploads, writes the remaining index. */
   async flush(): Promise<void> {
+    while (this.#waiting) await this.#waiting;
     await this.#finishPack('data');
     await this.#finishPack('tree');
     await Promise.all(this.#uploads);
     this.#throwIfFailed();
     await this.#writeIndex();
+    this.#freeBuffers.length = 0;
   }
 }

@@ -104,10 +104,11 @@ export class Repository {
   }
 
   /**
-   * Opens a repository: checks the config's format version (before the password), then tries
-   * each key file. Does not load the index yet (see {@link loadIndex}).
+   * Checks, without a password, that `backend` holds a repository this version can read:
+   * FORGE_REPO_NOT_FOUND, FORGE_REPO_INVALID or FORGE_REPO_VERSION otherwise. Lets a CLI
+   * report these before asking for a password. Returns the raw config.
    */
-  static async open(backend: StorageBackend, opts: OpenOptions): Promise<Repository> {
+  static async probe(backend: StorageBackend): Promise<Uint8Array> {
     let cfg: Uint8Array;
     try {
       cfg = await backend.load(CONFIG);
@@ -120,6 +121,15 @@ export class Repository {
       throw e;
     }
     checkConfigHeader(cfg, backend.location);
+    return cfg;
+  }
+
+  /**
+   * Opens a repository: checks the config's format version (before the password), then tries
+   * each key file. Does not load the index yet (see {@link loadIndex}).
+   */
+  static async open(backend: StorageBackend, opts: OpenOptions): Promise<Repository> {
+    const cfg = await Repository.probe(backend);
     const keyFiles: { id: string; kf: KeyFile }[] = [];
     let lastInvalid: ForgeError | undefined;
     for await (const info of backend.list('key')) {

@@ -10,26 +10,35 @@
 //   { fileBytes, seconds, MiBps, peakRssMiB, peakSampledRssMiB, repoBytes, ... }
 // Target: peakRssMiB < 300 for a 10 GiB file. Deletes what it created unless --keep.
 import { randomFillSync } from 'node:crypto';
+import { once } from 'node:events';
 import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { once } from 'node:events';
 
 const { backup, Repository } = await import('@backupforge/engine');
 const { openBackend } = await import('@backupforge/storage');
 const { createFsSource } = await import('@backupforge/agent-fs');
 
 function parseArgs(argv) {
-  const o = { sizeGiB: 10, file: process.env.BENCH_FILE, keep: false, workers: undefined };
+  const o = {
+    sizeGiB: 10,
+    file: process.env.BENCH_FILE,
+    keep: false,
+    workers: undefined,
+    compression: undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--size-gib') o.sizeGiB = Number(argv[++i]);
     else if (a === '--file') o.file = argv[++i];
     else if (a === '--keep') o.keep = true;
     else if (a === '--workers') o.workers = Number(argv[++i]);
+    else if (a === '--compression') o.compression = argv[++i];
     else if (a === '--help' || a === '-h') {
-      console.log('usage: large-file-rss.mjs [--size-gib N] [--file PATH] [--keep] [--workers N]');
+      console.log(
+        'usage: large-file-rss.mjs [--size-gib N] [--file PATH] [--keep] [--workers N] [--compression zstd|lz4|none]',
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -56,7 +65,12 @@ async function writeData(path, bytes) {
     const buf = Buffer.allocUnsafe(Math.min(4 * MiB, left));
     randomFillSync(buf);
     for (let off = 64 * 1024 * (block % 2); off < buf.length; off += 128 * 1024) {
-      text.copy(buf, off, (block * 7919) % 4096, Math.min(buf.length - off, 64 * 1024) + ((block * 7919) % 4096));
+      text.copy(
+        buf,
+        off,
+        (block * 7919) % 4096,
+        Math.min(buf.length - off, 64 * 1024) + ((block * 7919) % 4096),
+      );
     }
     block++;
     left -= buf.length;
@@ -93,7 +107,9 @@ try {
     const t = performance.now();
     await writeData(file, fileBytes);
     createdFile = true;
-    process.stderr.write(`wrote ${file} (${opts.sizeGiB} GiB) in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(
+      `wrote ${file} (${opts.sizeGiB} GiB) in ${((performance.now() - t) / 1000).toFixed(1)} s\n`,
+    );
   }
 
   const repoDir = join(work, 'repo');
@@ -101,6 +117,7 @@ try {
   const repo = await Repository.init(backend, {
     password: 'bench',
     kdf: { memoryKiB: 8192, iterations: 1, parallelism: 1 },
+    ...(opts.compression ? { compression: { algorithm: opts.compression } } : {}),
   });
   // Reset the high-water mark (Linux ≥ 4.0) so writing the source file does not count.
   try {
@@ -132,6 +149,8 @@ try {
       repoBytes,
       snapshotId: result.snapshotId,
       dataAdded: result.snapshot.summary?.dataAdded,
+      workers: opts.workers ?? 'default',
+      compression: repo.config.compression,
       node: process.version,
     }),
   );

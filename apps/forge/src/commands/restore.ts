@@ -75,7 +75,8 @@ export async function restoreCommand(
     );
     if (r.errors.length > 0) {
       ctx.out.error(
-        `${r.errors.length} file${r.errors.length === 1 ? '' : 's'} could not be restored (see the warnings above); the repository may be damaged: run 'forge check --read-data'`,
+        `${r.errors.length} file${r.errors.length === 1 ? '' : 's'} could not be restored (see the warnings above); the repository may be damaged`,
+        { code: r.errors[0]!.code },
       );
       return ExitCode.FATAL;
     }

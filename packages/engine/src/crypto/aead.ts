@@ -8,19 +8,24 @@ export const SEAL_OVERHEAD = NONCE_LENGTH + TAG_LENGTH;
 
 /**
  * AES-256-GCM with a random nonce: returns `nonce || ciphertext || tag`.
- * `nonce` may be given for test vectors only.
+ * `out`, when given, receives the result (it may overlap `plaintext`: the plaintext is fully
+ * encrypted before anything is written). `nonce` may be given for test vectors only.
  */
-export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, nonce?: Uint8Array): Buffer {
+export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, nonce?: Uint8Array, out?: Uint8Array): Uint8Array {
   const iv = nonce ?? randomBytes(NONCE_LENGTH);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(aad);
-  const out = Buffer.allocUnsafe(plaintext.length + SEAL_OVERHEAD);
-  out.set(iv, 0);
-  const n = cipher.update(plaintext).copy(out, NONCE_LENGTH);
-  const f = cipher.final();
-  f.copy(out, NONCE_LENGTH + n);
-  cipher.getAuthTag().copy(out, NONCE_LENGTH + plaintext.length);
-  return out;
+  const ct = cipher.update(plaintext);
+  const fin = cipher.final();
+  const tag = cipher.getAuthTag();
+  const len = plaintext.length + SEAL_OVERHEAD;
+  const dst = out ? out.subarray(0, len) : Buffer.allocUnsafe(len);
+  if (dst.length !== len) throw new RangeError('seal: output buffer too small');
+  dst.set(iv, 0);
+  dst.set(ct, NONCE_LENGTH);
+  if (fin.length > 0) dst.set(fin, NONCE_LENGTH + ct.length);
+  dst.set(tag, NONCE_LENGTH + plaintext.length);
+  return dst;
 }
 
 /** Opens a sealed value; any change to it or to `aad` throws `FORGE_INTEGRITY`. */

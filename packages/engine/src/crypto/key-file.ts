@@ -112,7 +112,7 @@ export async function createKeyFile(
     hostname: opts.hostname ?? hostname(),
     username: opts.username ?? safeUsername(),
     kdf,
-    masterKey: seal(await deriveKey(password, kdf), masterKey, KEY_AAD).toString('base64'),
+    masterKey: Buffer.from(seal(await deriveKey(password, kdf), masterKey, KEY_AAD)).toString('base64'),
   };
   const bytes = Buffer.from(`${JSON.stringify(kf, null, 2)}\n`, 'utf8');
   parseKeyFile(bytes); // never write a key file we would refuse to read

@@ -7,7 +7,7 @@ import {
   compress,
   decompress,
 } from '../compression.ts';
-import { aadOf, open, seal } from '../crypto/aead.ts';
+import { aadOf, open, SEAL_OVERHEAD, seal } from '../crypto/aead.ts';
 import { blobId } from '../crypto/master-key.ts';
 
 /** Blob type as stored (u8): 0 data, 1 tree. */
@@ -50,24 +50,32 @@ export interface SealedBlob {
   readonly type: BlobType;
   readonly compression: CompressionAlgorithm;
   readonly rawLength: number;
-  readonly sealed: Buffer;
+  readonly sealed: Uint8Array;
 }
 
-/** Compresses (when it pays) and encrypts one blob whose id is known. */
+/**
+ * Compresses (when it pays) and encrypts one blob whose id is known. With `inPlace`, the
+ * sealed bytes are written over `blob.data` when its ArrayBuffer has room for them (the
+ * backup pipeline allocates chunk buffers with that room), so no buffer is allocated per blob.
+ */
 export function sealBlob(
   encKey: Uint8Array,
   blob: { id: Uint8Array; type: BlobType; data: Uint8Array },
   compression: CompressionSettings,
+  inPlace = false,
 ): SealedBlob {
   const c = compress(blob.data, compression);
   const id = Buffer.from(blob.id);
   const aad = blobAad(blob.type, c.algorithm, id, blob.data.length);
+  const need = c.data.length + SEAL_OVERHEAD;
+  const d = blob.data;
+  const out = inPlace && d.buffer.byteLength - d.byteOffset >= need ? new Uint8Array(d.buffer, d.byteOffset, need) : undefined;
   return {
     id,
     type: blob.type,
     compression: c.algorithm,
     rawLength: blob.data.length,
-    sealed: seal(encKey, c.data, aad),
+    sealed: seal(encKey, c.data, aad, undefined, out),
   };
 }
 

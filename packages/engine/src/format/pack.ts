@@ -14,15 +14,31 @@ export interface PackEntry extends Omit<BlobLocation, 'packId'> {
 
 export interface FinishedPack {
   readonly id: string;
-  readonly bytes: Buffer;
+  /** The whole pack file. May be a view into the builder's buffer. */
+  readonly bytes: Uint8Array;
   readonly entries: readonly PackEntry[];
 }
 
-/** Accumulates sealed blobs into one pack (§6 of the format spec). */
+/** Bytes the sealed header and length field of a pack with `count` blobs take. */
+export function packTrailerSize(count: number): number {
+  return 5 + ENTRY_SIZE * count + SEAL_OVERHEAD + 4;
+}
+
+/**
+ * Accumulates sealed blobs into one pack (§6 of the format spec). With a `buffer`, blobs are
+ * copied into it and the pack is finished in place (no per-pack allocation: the backup reuses
+ * a few pack buffers); the caller checks {@link fits} before each `add`. Without one, blobs are
+ * kept as parts and concatenated at the end.
+ */
 export class PackBuilder {
-  readonly #parts: Buffer[] = [];
+  readonly #buffer: Uint8Array | undefined;
+  readonly #parts: Uint8Array[] = [];
   readonly #entries: PackEntry[] = [];
   #size = 0;
+
+  constructor(buffer?: Uint8Array) {
+    this.#buffer = buffer;
+  }
 
   get size(): number {
     return this.#size;
@@ -30,8 +46,23 @@ export class PackBuilder {
   get count(): number {
     return this.#entries.length;
   }
+  /** The buffer given to the constructor, to reuse once the finished pack is stored. */
+  get buffer(): Uint8Array | undefined {
+    return this.#buffer;
+  }
+
+  /** True when a blob of `sealedLength` bytes and the final header still fit the buffer. */
+  fits(sealedLength: number): boolean {
+    return !this.#buffer || this.#size + sealedLength + packTrailerSize(this.count + 1) <= this.#buffer.length;
+  }
 
   add(blob: SealedBlob): void {
+    if (this.#buffer) {
+      if (!this.fits(blob.sealed.length)) throw new RangeError('PackBuilder: blob does not fit the pack buffer');
+      this.#buffer.set(blob.sealed, this.#size);
+    } else {
+      this.#parts.push(blob.sealed);
+    }
     this.#entries.push({
       id: blob.id.toString('hex'),
       type: blob.type,
@@ -40,7 +71,6 @@ export class PackBuilder {
       rawLength: blob.rawLength,
       compression: blob.compression,
     });
-    this.#parts.push(blob.sealed);
     this.#size += blob.sealed.length;
   }
 
@@ -61,7 +91,15 @@ export class PackBuilder {
     const sealedHeader = seal(encKey, header, HEADER_AAD);
     const len = Buffer.alloc(4);
     len.writeUInt32LE(sealedHeader.length, 0);
-    const bytes = Buffer.concat([...this.#parts, sealedHeader, len]);
+    let bytes: Uint8Array;
+    if (this.#buffer) {
+      this.#buffer.set(sealedHeader, this.#size);
+      this.#buffer.set(len, this.#size + sealedHeader.length);
+      bytes = this.#buffer.subarray(0, this.#size + sealedHeader.length + 4);
+    } else {
+      bytes = Buffer.concat([...this.#parts, sealedHeader, len]);
+      this.#parts.length = 0; // the pack's bytes are in `bytes` now; let the parts go
+    }
     const id = createHash('sha256').update(bytes).digest('hex');
     return { id, bytes, entries: this.#entries.slice() };
   }

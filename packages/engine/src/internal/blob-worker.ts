@@ -2,6 +2,7 @@
 // Runs from dist (compiled) or from src (Node >= 22.18 strips the types).
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CompressionSettings } from '../compression.ts';
+import { GcPacer } from './gc.ts';
 import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
 
@@ -16,6 +17,8 @@ type Task =
   | { seq: number; op: 'seal'; data: Uint8Array; id: Uint8Array; type: BlobType };
 
 const init = workerData as Init;
+// Workers allocate a ciphertext (and compressed) buffer per blob and nothing else: collect often.
+const pacer = new GcPacer(64 * 1024 * 1024, 2 * 1024 * 1024);
 const port = parentPort;
 if (!port) throw new Error('blob-worker must run in a worker thread');
 
@@ -26,6 +29,7 @@ port.on('message', (t: Task) => {
       port.postMessage({ seq: t.seq, id, data: t.data }, [t.data.buffer as ArrayBuffer]);
     } else {
       const s = sealBlob(init.encKey, { id: t.id, type: t.type, data: t.data }, init.compression);
+      pacer.add(t.data.length);
       const sealed = new Uint8Array(s.sealed.buffer, s.sealed.byteOffset, s.sealed.byteLength);
       const transfer =
         sealed.byteLength === sealed.buffer.byteLength && sealed.byteOffset === 0

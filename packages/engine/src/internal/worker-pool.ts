@@ -10,7 +10,10 @@ import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.t
 export interface BlobProcessor {
   /** Keyed id of `data`. `data` must own its ArrayBuffer (it may be transferred and returned). */
   hash(data: Uint8Array): Promise<{ id: Buffer; data: Uint8Array }>;
-  /** Compress + encrypt. `data` may be transferred away: don't use it afterwards. */
+  /**
+   * Compress + encrypt. `data` may be transferred away: don't use it afterwards. When its
+   * ArrayBuffer has room, the sealed bytes come back in that same buffer.
+   */
   seal(id: Buffer, type: BlobType, data: Uint8Array): Promise<SealedBlob>;
   close(): Promise<void>;
 }
@@ -19,7 +22,7 @@ export interface ProcessorOptions {
   readonly encKey: Uint8Array;
   readonly macKey: Uint8Array;
   readonly compression: CompressionSettings;
-  /** Worker threads; 0 runs everything on the calling thread. Default: available cores. */
+  /** Worker threads; 0 runs everything on the calling thread. Default: cores - 1 (at least 1). */
   readonly workers?: number;
 }
 
@@ -30,7 +33,7 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
       return { id: blobId(opts.macKey, data), data };
     },
     async seal(id, type, data) {
-      return sealBlob(opts.encKey, { id, type, data }, opts.compression);
+      return sealBlob(opts.encKey, { id, type, data }, opts.compression, true);
     },
     async close() {},
   };
@@ -51,7 +54,8 @@ interface Pending {
 
 /** Hashing and sealing on worker threads, so reading/chunking overlaps with CPU work on all cores. */
 export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
-  const n = opts.workers ?? Math.max(1, availableParallelism());
+  // One core stays with the main thread (reading, chunking, packing): measured faster and leaner than one worker per core.
+  const n = opts.workers ?? Math.max(1, availableParallelism() - 1);
   const url = n > 0 ? workerUrl() : undefined;
   if (!url) return createInlineProcessor(opts);
   const fromSource = url.pathname.endsWith('.ts');

@@ -141,7 +141,10 @@ export async function generateTree(root: string, seed: number): Promise<Generate
   }
   const randomDirs = dirs.filter((d) => !d.startsWith('deep'));
   for (let i = 0; i < 60; i++) {
-    await addFile(join(pick(randomDirs), `f${i}${pick(['.txt', '.bin', '', ' copy', '.日本'])}`), randomData(randomSize()));
+    await addFile(
+      join(pick(randomDirs), `f${i}${pick(['.txt', '.bin', '', ' copy', '.日本'])}`),
+      randomData(randomSize()),
+    );
   }
   // Big ones: 8 MiB random (several chunks) and 6 MiB compressible text.
   await addFile('big-random.bin', randomBytes(8 * 1024 * 1024));
@@ -353,7 +356,8 @@ export function compareTrees(
       const mapped = srcToDst.get(a.ino);
       if (mapped === undefined) {
         const back = dstToSrc.get(b.ino);
-        if (back !== undefined && back !== a.ino) diffs.push(`${show(p)}: restored as a hardlink of an unrelated file`);
+        if (back !== undefined && back !== a.ino)
+          diffs.push(`${show(p)}: restored as a hardlink of an unrelated file`);
         srcToDst.set(a.ino, b.ino);
         dstToSrc.set(b.ino, a.ino);
       } else if (mapped !== b.ino) {

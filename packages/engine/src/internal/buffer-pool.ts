@@ -1,0 +1,47 @@
+const GRANULE = 256 * 1024;
+/** Buffers below this size are not pooled (small allocations are cheap and collected fast). */
+const MIN_POOLED = 64 * 1024;
+
+/**
+ * Reuses chunk-sized ArrayBuffers. Backing up moves gigabytes through buffers of a few MiB;
+ * allocating a fresh one per chunk leaves the process at several times its working set, because
+ * V8 collects dead buffers late and the allocator keeps freed memory. Sizes are rounded up to
+ * 256 KiB classes; at most `maxFreeBytes` are kept.
+ */
+export class BufferPool {
+  readonly #free = new Map<number, ArrayBuffer[]>();
+  readonly #maxFree: number;
+  #freeBytes = 0;
+
+  constructor(maxFreeBytes: number) {
+    this.#maxFree = maxFreeBytes;
+  }
+
+  /** The capacity `get(n)` allocates: what a caller should account for. */
+  static capacity(n: number): number {
+    return n < MIN_POOLED ? n : Math.ceil(n / GRANULE) * GRANULE;
+  }
+
+  get(n: number): ArrayBuffer {
+    const cap = BufferPool.capacity(n);
+    const list = this.#free.get(cap);
+    const ab = list?.pop();
+    if (ab) {
+      this.#freeBytes -= cap;
+      return ab;
+    }
+    return new ArrayBuffer(cap);
+  }
+
+  put(ab: ArrayBuffer): void {
+    const cap = ab.byteLength;
+    if (cap < MIN_POOLED || cap % GRANULE !== 0 || this.#freeBytes + cap > this.#maxFree) return;
+    let list = this.#free.get(cap);
+    if (!list) {
+      list = [];
+      this.#free.set(cap, list);
+    }
+    list.push(ab);
+    this.#freeBytes += cap;
+  }
+}
