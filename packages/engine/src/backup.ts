@@ -398,7 +398,7 @@ class BackupRun {
       this.#source.chunking === 'fixed' ? { ...cfg, algorithm: 'fixed' } : cfg,
       Buffer.from(cfg.seed, 'hex'),
     );
-    const cap = cfg.max * 2 + READ_SIZE;
+    const cap = cfg.max + READ_SIZE;
     if (!this.#readBuf || this.#readBuf.length < cap) this.#readBuf = Buffer.allocUnsafe(cap);
     const buf = this.#readBuf;
     let reader: Awaited<ReturnType<NonNullable<SourceEntry['open']>>>;

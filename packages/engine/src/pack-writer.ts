@@ -7,8 +7,11 @@ import type { Repository } from './repository.ts';
 const PACKS_PER_INDEX = 64;
 /** Packs stored concurrently. One upload overlaps with filling the next pack. */
 const MAX_UPLOADS = 1;
-/** Room beyond the target pack size: the blob that crosses it (≤ max chunk) and the header. */
-const PACK_SLACK = 8 * 1024 * 1024;
+/**
+ * Room beyond the target pack size for the blob that crosses it (≤ max chunk) and a small
+ * header; a pack of very many tiny blobs closes early instead, when its header no longer fits.
+ */
+const PACK_SLACK = 128 * 1024;
 
 export interface PackWriterStats {
   packs: number;
@@ -69,7 +72,7 @@ export class PackWriter {
   }
 
   #takeBuffer(): Uint8Array {
-    return this.#freeBuffers.pop() ?? new Uint8Array(this.#repo.config.packSize + PACK_SLACK);
+    return this.#freeBuffers.pop() ?? new Uint8Array(this.#repo.config.packSize + this.#repo.config.chunker.max + PACK_SLACK);
   }
 
   /** Copies the blob into the current pack; `blob.sealed` may be reused once this resolves. */

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { ForgeError } from '@backupforge/common';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { ForgeError, InternalError } from '@backupforge/common';
 import { argon2id } from 'hash-wasm';
 import { aadOf, open, seal } from './aead.ts';
 import { MASTER_KEY_LENGTH } from './master-key.ts';
@@ -75,15 +77,50 @@ export function parseKeyFile(bytes: Uint8Array): KeyFile {
   return kf as KeyFile;
 }
 
-async function deriveKey(password: string, kdf: KdfParams): Promise<Uint8Array> {
-  return argon2id({
+function argon2Options(password: string, kdf: KdfParams) {
+  return {
     password,
     salt: Buffer.from(kdf.salt, 'base64'),
     parallelism: kdf.parallelism,
     iterations: kdf.iterations,
     memorySize: kdf.memoryKiB,
     hashLength: 32,
-    outputType: 'binary',
+    outputType: 'binary' as const,
+  };
+}
+
+// Runs Argon2id in a short-lived worker: the WebAssembly memory it needs (64 MiB by default)
+// can never shrink, so deriving on the main thread would keep it resident for the whole run.
+const KDF_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+require(workerData.lib).argon2id(workerData.options).then(
+  (key) => parentPort.postMessage({ key }),
+  (e) => parentPort.postMessage({ error: String(e && e.message || e) }),
+);`;
+
+async function deriveKey(password: string, kdf: KdfParams): Promise<Uint8Array> {
+  const options = argon2Options(password, kdf);
+  let lib: string;
+  try {
+    lib = createRequire(import.meta.url).resolve('hash-wasm');
+  } catch {
+    return argon2id(options);
+  }
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const w = new Worker(KDF_WORKER, { eval: true, workerData: { lib, options } });
+    let settled = false;
+    w.once('message', (m: { key?: Uint8Array; error?: string }) => {
+      settled = true;
+      void w.terminate();
+      if (m.key) resolve(m.key);
+      else reject(new InternalError(`key derivation failed: ${m.error}`));
+    });
+    w.once('error', (e) => {
+      if (!settled) reject(new InternalError(`key derivation failed: ${e.message}`, e));
+    });
+    w.once('exit', (code) => {
+      if (!settled) reject(new InternalError(`key derivation worker exited with code ${code}`));
+    });
   });
 }
 
