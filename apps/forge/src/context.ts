@@ -119,13 +119,19 @@ export class Context {
       if (!isForgeError(e, 'FORGE_REPO_NOT_FOUND')) throw e;
       if (opts.autoInit && isDefault) {
         const repo = await Repository.init(backend, { password: await this.password({ confirm: true }) });
-        this.out.note(`created a new repository at ${backend.location} (keep the password: without it the backups cannot be read)`);
+        this.out.note(
+          `created a new repository at ${backend.location} (keep the password: without it the backups cannot be read)`,
+        );
         return repo;
       }
       if (isDefault) {
-        throw new ForgeError('FORGE_REPO_NOT_FOUND', `there is no repository at ${backend.location} (the default location)`, {
-          hint: "give one with -r/--repo or FORGE_REPOSITORY, or run 'forge backup' once to create the default repository",
-        });
+        throw new ForgeError(
+          'FORGE_REPO_NOT_FOUND',
+          `there is no repository at ${backend.location} (the default location)`,
+          {
+            hint: "give one with -r/--repo or FORGE_REPOSITORY, or run 'forge backup' once to create the default repository",
+          },
+        );
       }
       throw e;
     }

@@ -7,7 +7,10 @@ import type { Io } from './context.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
 import { runCli } from './program.ts';
 
-function fakeIo(env: Record<string, string> = {}, cwd = process.cwd()): Io & { out: () => string; err: () => string } {
+function fakeIo(
+  env: Record<string, string> = {},
+  cwd = process.cwd(),
+): Io & { out: () => string; err: () => string } {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const o: Buffer[] = [];
@@ -16,7 +19,15 @@ function fakeIo(env: Record<string, string> = {}, cwd = process.cwd()): Io & { o
   stderr.on('data', (d) => e.push(d));
   const stdin = new PassThrough();
   stdin.end();
-  return { stdout, stderr, stdin, env, cwd, out: () => Buffer.concat(o).toString(), err: () => Buffer.concat(e).toString() };
+  return {
+    stdout,
+    stderr,
+    stdin,
+    env,
+    cwd,
+    out: () => Buffer.concat(o).toString(),
+    err: () => Buffer.concat(e).toString(),
+  };
 }
 
 describe('runCli', () => {
@@ -51,24 +62,31 @@ describe('runCli', () => {
     expect(io.err()).toMatch(/unknown option/);
   });
 
-  it('a missing explicit repository is exit 10 with one line and a hint', async () => {
-    const io = fakeIo({ FORGE_PASSWORD: 'pw' });
+  it('a missing explicit repository is exit 10 with one line and a hint, even without a password', async () => {
+    const io = fakeIo();
     expect(await runCli(['-r', join(dir, 'nope'), 'snapshots'], { io })).toBe(ExitCode.REPO);
     const lines = io.err().trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^error: there is no repository at .*nope; check the path, or create one with 'forge init/);
+    expect(lines[0]).toMatch(
+      /^error: there is no repository at .*nope; check the path, or create one with 'forge init/,
+    );
   });
 
   it('no password without a terminal is exit 12', async () => {
+    const repo = join(dir, 'repo');
+    expect(await runCli(['-r', repo, 'init'], { io: fakeIo({ FORGE_PASSWORD: 'pw' }) })).toBe(0);
     const io = fakeIo();
-    expect(await runCli(['-r', dir, 'snapshots'], { io })).toBe(ExitCode.PASSWORD);
+    expect(await runCli(['-r', repo, 'snapshots'], { io })).toBe(ExitCode.PASSWORD);
     expect(io.err()).toMatch(/FORGE_PASSWORD/);
   });
 
   it('--json errors carry the stable code', async () => {
     const io = fakeIo({ FORGE_PASSWORD: 'pw' });
     expect(await runCli(['--json', '-r', join(dir, 'nope'), 'snapshots'], { io })).toBe(ExitCode.REPO);
-    expect(JSON.parse(io.out().trim())).toMatchObject({ message_type: 'error', code: 'FORGE_REPO_NOT_FOUND' });
+    expect(JSON.parse(io.out().trim())).toMatchObject({
+      message_type: 'error',
+      code: 'FORGE_REPO_NOT_FOUND',
+    });
   });
 
   it('init, backup and snapshots through runCli', async () => {

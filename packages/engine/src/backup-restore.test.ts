@@ -221,7 +221,11 @@ describe('damage is detected, wrong bytes are never restored', () => {
 });
 
 describe('compression settings', () => {
-  for (const compression of [{ algorithm: 'lz4' as const }, { algorithm: 'none' as const }, { algorithm: 'zstd' as const, level: 19 }]) {
+  for (const compression of [
+    { algorithm: 'lz4' as const },
+    { algorithm: 'none' as const },
+    { algorithm: 'zstd' as const, level: 19 },
+  ]) {
     it(`round-trips with ${compression.algorithm}`, async () => {
       const backend = createMemoryBackend();
       const repo = await Repository.init(backend, { password: 'pw', kdf: TEST_KDF, compression });
@@ -240,8 +244,16 @@ describe('compression settings', () => {
 
   it('rejects nonsense settings before writing anything', async () => {
     const backend = createMemoryBackend();
-    await expect(Repository.init(backend, { password: 'pw', kdf: TEST_KDF, compression: { algorithm: 'zstd', level: 99 } })).rejects.toMatchObject({ code: 'FORGE_USAGE' });
-    await expect(Repository.init(backend, { password: 'pw', kdf: TEST_KDF, chunker: { avg: 1000 } })).rejects.toMatchObject({ code: 'FORGE_REPO_INVALID' });
+    await expect(
+      Repository.init(backend, {
+        password: 'pw',
+        kdf: TEST_KDF,
+        compression: { algorithm: 'zstd', level: 99 },
+      }),
+    ).rejects.toMatchObject({ code: 'FORGE_USAGE' });
+    await expect(
+      Repository.init(backend, { password: 'pw', kdf: TEST_KDF, chunker: { avg: 1000 } }),
+    ).rejects.toMatchObject({ code: 'FORGE_REPO_INVALID' });
     const objs: string[] = [];
     for (const t of ['config', 'key'] as const) for await (const o of backend.list(t)) objs.push(o.name);
     expect(objs).toEqual([]);
@@ -251,7 +263,9 @@ describe('compression settings', () => {
     const { backend, repo } = await fresh();
     const ac = new AbortController();
     ac.abort();
-    await expect(backup(repo, memSource(tree()), { workers: 0, signal: ac.signal })).rejects.toMatchObject({ code: 'FORGE_ABORTED' });
+    await expect(backup(repo, memSource(tree()), { workers: 0, signal: ac.signal })).rejects.toMatchObject({
+      code: 'FORGE_ABORTED',
+    });
     const snaps: string[] = [];
     for await (const s of backend.list('snapshot')) snaps.push(s.name);
     const locks: string[] = [];

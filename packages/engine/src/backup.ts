@@ -422,7 +422,8 @@ class BackupRun {
     let eof = false;
     try {
       while (true) {
-        if (this.#opts.signal?.aborted) throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
+        if (this.#opts.signal?.aborted)
+          throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
         if (!eof && end - start < cfg.max) {
           if (buf.length - end < READ_SIZE) {
             buf.copy(buf, 0, start, end);

@@ -72,7 +72,10 @@ export class PackWriter {
   }
 
   #takeBuffer(): Uint8Array {
-    return this.#freeBuffers.pop() ?? new Uint8Array(this.#repo.config.packSize + this.#repo.config.chunker.max + PACK_SLACK);
+    return (
+      this.#freeBuffers.pop() ??
+      new Uint8Array(this.#repo.config.packSize + this.#repo.config.chunker.max + PACK_SLACK)
+    );
   }
 
   /** Copies the blob into the current pack; `blob.sealed` may be reused once this resolves. */
@@ -97,7 +100,8 @@ export class PackWriter {
     this.stats.blobs[blob.type]++;
     this.stats.rawBytes += blob.rawLength;
     this.stats.packedBytes += blob.sealed.length;
-    if (b.size >= this.#repo.config.packSize || b.count >= MAX_BLOBS_PER_PACK) await this.#finishGated(blob.type);
+    if (b.size >= this.#repo.config.packSize || b.count >= MAX_BLOBS_PER_PACK)
+      await this.#finishGated(blob.type);
   }
 
   #finishGated(type: BlobType): Promise<void> {

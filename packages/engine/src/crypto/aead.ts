@@ -11,7 +11,13 @@ export const SEAL_OVERHEAD = NONCE_LENGTH + TAG_LENGTH;
  * `out`, when given, receives the result (it may overlap `plaintext`: the plaintext is fully
  * encrypted before anything is written). `nonce` may be given for test vectors only.
  */
-export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, nonce?: Uint8Array, out?: Uint8Array): Uint8Array {
+export function seal(
+  key: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  nonce?: Uint8Array,
+  out?: Uint8Array,
+): Uint8Array {
   const iv = nonce ?? randomBytes(NONCE_LENGTH);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(aad);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { hostname, userInfo } from 'node:os';
 import { createRequire } from 'node:module';
+import { hostname, userInfo } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ForgeError, InternalError } from '@backupforge/common';
 import { argon2id } from 'hash-wasm';

@@ -69,7 +69,10 @@ export function sealBlob(
   const aad = blobAad(blob.type, c.algorithm, id, blob.data.length);
   const need = c.data.length + SEAL_OVERHEAD;
   const d = blob.data;
-  const out = inPlace && d.buffer.byteLength - d.byteOffset >= need ? new Uint8Array(d.buffer, d.byteOffset, need) : undefined;
+  const out =
+    inPlace && d.buffer.byteLength - d.byteOffset >= need
+      ? new Uint8Array(d.buffer, d.byteOffset, need)
+      : undefined;
   return {
     id,
     type: blob.type,

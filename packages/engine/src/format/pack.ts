@@ -53,12 +53,15 @@ export class PackBuilder {
 
   /** True when a blob of `sealedLength` bytes and the final header still fit the buffer. */
   fits(sealedLength: number): boolean {
-    return !this.#buffer || this.#size + sealedLength + packTrailerSize(this.count + 1) <= this.#buffer.length;
+    return (
+      !this.#buffer || this.#size + sealedLength + packTrailerSize(this.count + 1) <= this.#buffer.length
+    );
   }
 
   add(blob: SealedBlob): void {
     if (this.#buffer) {
-      if (!this.fits(blob.sealed.length)) throw new RangeError('PackBuilder: blob does not fit the pack buffer');
+      if (!this.fits(blob.sealed.length))
+        throw new RangeError('PackBuilder: blob does not fit the pack buffer');
       this.#buffer.set(blob.sealed, this.#size);
     } else {
       this.#parts.push(blob.sealed);

@@ -2,9 +2,9 @@
 // Runs from dist (compiled) or from src (Node >= 22.18 strips the types).
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CompressionSettings } from '../compression.ts';
-import { GcPacer } from './gc.ts';
 import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
+import { GcPacer } from './gc.ts';
 
 interface Init {
   encKey: Uint8Array;

@@ -607,24 +607,20 @@ describe('forge end to end', () => {
     expect(r.stdout).not.toMatch(/^\s+at /m);
   }, 120_000);
 
-  it(
-    'progress lines are not cut short on a terminal that reports 0 columns',
-    async (ctx) => {
-      if (!(await haveCommand('script'))) ctx.skip('util-linux `script` is not installed');
-      const { base, repo } = await setup({ fixture: false });
-      const big = join(base, 'big');
-      await mkdir(big);
-      await writeFile(join(big, 'f.bin'), pseudoRandom(40 * 1024 * 1024, 6));
-      const cmd = `stty cols 0 rows 0; ${shq(process.execPath)} ${shq(FORGE_BIN)} backup -r ${shq(repo)} ${shq(big)}`;
-      const r = await run('script', ['-qfec', cmd, '/dev/null'], { env: { FORGE_PASSWORD: PASSWORD } });
-      expect(r.code).toBe(0);
-      const progress = r.stdout.split(/\r\x1b\[K/).filter((s) => /^\[\d+:\d\d\] /.test(s));
-      expect(progress.length).toBeGreaterThan(0);
-      // Each line has the rate (`… MiB/s`) or the ETA (`ETA m:ss`) whole, then at most the current path.
-      expect(progress.filter((s) => !/(B\/s|ETA \d+:\d\d)( {2}\S.*)?$/.test(s))).toEqual([]);
-    },
-    120_000,
-  );
+  it('progress lines are not cut short on a terminal that reports 0 columns', async (ctx) => {
+    if (!(await haveCommand('script'))) ctx.skip('util-linux `script` is not installed');
+    const { base, repo } = await setup({ fixture: false });
+    const big = join(base, 'big');
+    await mkdir(big);
+    await writeFile(join(big, 'f.bin'), pseudoRandom(40 * 1024 * 1024, 6));
+    const cmd = `stty cols 0 rows 0; ${shq(process.execPath)} ${shq(FORGE_BIN)} backup -r ${shq(repo)} ${shq(big)}`;
+    const r = await run('script', ['-qfec', cmd, '/dev/null'], { env: { FORGE_PASSWORD: PASSWORD } });
+    expect(r.code).toBe(0);
+    const progress = r.stdout.split(/\r\x1b\[K/).filter((s) => /^\[\d+:\d\d\] /.test(s));
+    expect(progress.length).toBeGreaterThan(0);
+    // Each line has the rate (`… MiB/s`) or the ETA (`ETA m:ss`) whole, then at most the current path.
+    expect(progress.filter((s) => !/(B\/s|ETA \d+:\d\d)( {2}\S.*)?$/.test(s))).toEqual([]);
+  }, 120_000);
 
   it('reads the password from --password-file, --password-command and the environment; none → exit 12', async () => {
     const { base, repo } = await setup({ fixture: false });

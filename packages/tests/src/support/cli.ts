@@ -19,12 +19,20 @@ export interface ForgeRun {
  * Runs `forge` with Node (the same Node running the tests) and resolves with its exit code and
  * output. `env` is added to a clean environment (no FORGE_* from the caller's shell).
  */
-export function forge(args: string[], opts: { env?: Record<string, string>; input?: Buffer | string; cwd?: string; timeoutMs?: number } = {}): Promise<ForgeRun> {
+export function forge(
+  args: string[],
+  opts: { env?: Record<string, string>; input?: Buffer | string; cwd?: string; timeoutMs?: number } = {},
+): Promise<ForgeRun> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FORGE_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && !k.startsWith('FORGE_')) env[k] = v;
   Object.assign(env, opts.env);
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [FORGE_BIN, ...args], { env, cwd: opts.cwd ?? REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [FORGE_BIN, ...args], {
+      env,
+      cwd: opts.cwd ?? REPO_ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d) => out.push(d));
@@ -33,14 +41,20 @@ export function forge(args: string[], opts: { env?: Record<string, string>; inpu
     child.on('error', rej);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      res({ code: code ?? (signal ? 128 : -1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      res({
+        code: code ?? (signal ? 128 : -1),
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      });
     });
     child.stdin.end(opts.input ?? '');
   });
 }
 
 /** A fresh temporary directory, removed by the returned cleanup. */
-export async function tempDir(prefix = 'forge-test-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
+export async function tempDir(
+  prefix = 'forge-test-',
+): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
