@@ -14,7 +14,7 @@
 // touched. pnpm is installed the same way, pinned to the root package.json's `packageManager`.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -163,6 +163,35 @@ function build(quiet) {
   }
 }
 
+// Each package's vitest writes .test-results.json; the totals go on one closing line.
+function resultFiles() {
+  const out = [];
+  for (const group of ['packages', 'apps']) {
+    const d = join(ROOT, group);
+    if (!existsSync(d)) continue;
+    for (const name of readdirSync(d)) out.push(join(d, name, '.test-results.json'));
+  }
+  return out;
+}
+
+function printTestTotals(code) {
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  let files = 0;
+  for (const f of resultFiles()) {
+    if (!existsSync(f)) continue;
+    const r = JSON.parse(readFileSync(f, 'utf8'));
+    files++;
+    passed += r.numPassedTests || 0;
+    failed += r.numFailedTests || 0;
+    skipped += (r.numPendingTests || 0) + (r.numTodoTests || 0);
+  }
+  if (files === 0) return;
+  if (code !== 0 && failed === 0) failed = 1; // lint, typecheck or a crashed suite failed
+  process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+}
+
 const [task, ...rest] = process.argv.slice(2);
 ensureInstall();
 let code = 0;
@@ -180,7 +209,9 @@ switch (task) {
     break;
   case 'test': {
     // lint + typecheck + every package's tests (tests depend on build in turbo.json)
+    for (const f of resultFiles()) rmSync(f, { force: true });
     code = pnpm(['exec', 'turbo', 'run', 'lint', 'typecheck', 'test', '--continue', ...rest]);
+    printTestTotals(code);
     break;
   }
   case 'bench':

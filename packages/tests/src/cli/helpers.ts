@@ -17,7 +17,15 @@ import { zstdCompressSync } from 'node:zlib';
 import { Repository, type TreeNode, walkSnapshot } from '@backupforge/engine';
 import { openBackend } from '@backupforge/storage';
 import { expect } from 'vitest';
-import { FORGE_BIN, type ForgeRun, forge, jsonLines, REPO_ROOT } from '../support/cli.ts';
+import {
+  cleanEnv,
+  FORGE_BIN,
+  type ForgeRun,
+  forge,
+  jsonLines,
+  REPO_ROOT,
+  runCommand,
+} from '../support/cli.ts';
 
 export const PASSWORD = 'correct-horse-battery-staple';
 export const PW_ENV: Record<string, string> = { FORGE_PASSWORD: PASSWORD };
@@ -62,47 +70,15 @@ export function forgeBytes(
 
 /** Spawns forge without waiting; the caller reads its streams. */
 export function spawnForge(args: string[], env: Record<string, string> = PW_ENV): ChildProcess {
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('FORGE_')) childEnv[k] = v;
-  Object.assign(childEnv, env);
   return spawn(process.execPath, [FORGE_BIN, ...args], {
-    env: childEnv,
+    env: cleanEnv(env),
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
 
 /** Runs any command (not forge) and collects its output. */
-export function run(
-  cmd: string,
-  args: string[],
-  opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
-): Promise<ForgeRun> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('FORGE_')) env[k] = v;
-  Object.assign(env, opts.env);
-  return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { env, cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-    child.on('error', rej);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      res({
-        code: code ?? (signal ? 128 : -1),
-        stdout: Buffer.concat(out).toString(),
-        stderr: Buffer.concat(err).toString(),
-      });
-    });
-    child.stdin.on('error', () => {}); // a command that exits without reading its input
-    child.stdin.end(opts.input ?? '');
-  });
-}
+export const run = runCommand;
 
 /** True when `cmd` is on the PATH. */
 export async function haveCommand(cmd: string): Promise<boolean> {

@@ -15,28 +15,33 @@ export interface ForgeRun {
   stderr: string;
 }
 
-/**
- * Runs `forge` with Node (the same Node running the tests) and resolves with its exit code and
- * output. `env` is added to a clean environment (no FORGE_* from the caller's shell).
- */
-export function forge(
-  args: string[],
-  opts: { env?: Record<string, string>; input?: Buffer | string; cwd?: string; timeoutMs?: number } = {},
-): Promise<ForgeRun> {
+/** The caller's environment without FORGE_* variables, plus `extra`. */
+export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env))
     if (v !== undefined && !k.startsWith('FORGE_')) env[k] = v;
-  Object.assign(env, opts.env);
+  return Object.assign(env, extra);
+}
+
+export interface RunOptions {
+  env?: Record<string, string>;
+  input?: Buffer | string;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+/** Runs a command with a clean environment (see {@link cleanEnv}) and collects its output. */
+export function runCommand(cmd: string, args: string[], opts: RunOptions = {}): Promise<ForgeRun> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [FORGE_BIN, ...args], {
-      env,
+    const child = spawn(cmd, args, {
+      env: cleanEnv(opts.env),
       cwd: opts.cwd ?? REPO_ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (d) => out.push(d));
-    child.stderr.on('data', (d) => err.push(d));
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
     child.on('error', rej);
     child.on('close', (code, signal) => {
@@ -47,8 +52,14 @@ export function forge(
         stderr: Buffer.concat(err).toString(),
       });
     });
+    child.stdin.on('error', () => {}); // a command that exits without reading its input
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** Runs `forge` with Node (the same Node running the tests); FORGE_* from the caller's shell are dropped. */
+export function forge(args: string[], opts: RunOptions = {}): Promise<ForgeRun> {
+  return runCommand(process.execPath, [FORGE_BIN, ...args], opts);
 }
 
 /** A fresh temporary directory, removed by the returned cleanup. */
