@@ -105,6 +105,24 @@ export class Context {
     });
   }
 
+  /** A new password (key add/passwd): --new-password-file, FORGE_NEW_PASSWORD, or a prompt asked twice. */
+  async newPassword(file?: string): Promise<string> {
+    if (file) return readPasswordFile(file, this.io.cwd);
+    const env = this.io.env.FORGE_NEW_PASSWORD;
+    if (env) return env;
+    if (this.io.stdin.isTTY && this.io.stderr.isTTY) {
+      const pw = await prompt(this.io, 'enter the new password: ');
+      if ((await prompt(this.io, 'enter the new password again: ')) !== pw) {
+        throw new ForgeError('FORGE_USAGE', 'the passwords do not match', { hint: 'run the command again' });
+      }
+      if (pw === '') throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'an empty password is not allowed');
+      return pw;
+    }
+    throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'no new password given', {
+      hint: 'set FORGE_NEW_PASSWORD or use --new-password-file',
+    });
+  }
+
   /**
    * Opens the repository; with `autoInit`, creates the default repository the first time.
    * Problems with the location (missing, not a repository, unsupported version) are reported

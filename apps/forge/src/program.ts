@@ -3,7 +3,10 @@ import { ENGINE_VERSION } from '@backupforge/engine';
 import { Command, CommanderError } from 'commander';
 import { backupCommand } from './commands/backup.ts';
 import { diffCommand, dumpCommand, lsCommand, statsCommand } from './commands/browse.ts';
+import { checkCommand } from './commands/check.ts';
 import { initCommand } from './commands/init.ts';
+import { keyAddCommand, keyListCommand, keyPasswdCommand, keyRemoveCommand } from './commands/key.ts';
+import { repairIndexCommand } from './commands/repair.ts';
 import { restoreCommand } from './commands/restore.ts';
 import { snapshotsCommand } from './commands/snapshots.ts';
 import { unlockCommand } from './commands/unlock.ts';
@@ -159,6 +162,44 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
       .description('show sizes, deduplication and compression of the repository or of snapshots')
       .argument('[snapshots...]', "snapshot ids or 'latest' (default: all)"),
   ).action(run(statsCommand));
+
+  program
+    .command('check')
+    .description('verify the repository: structure, and with --read-data every byte')
+    .option('--read-data', 'download and verify all data')
+    .option(
+      '--read-data-subset <subset>',
+      "verify a subset of the data: '10%' (random) or '2/5' (group 2 of 5)",
+    )
+    .action(run(checkCommand));
+
+  const key = program.command('key').description('manage the passwords (key files) that open the repository');
+  key.command('list').description('list keys (* marks the one used now)').action(run(keyListCommand));
+  key
+    .command('add')
+    .description('add a key for another password (FORGE_NEW_PASSWORD, --new-password-file or prompt)')
+    .option('--new-password-file <file>', 'read the new password from a file')
+    .action(run(keyAddCommand));
+  key
+    .command('passwd')
+    .description('change the password of the key in use')
+    .option('--new-password-file <file>', 'read the new password from a file')
+    .action(run(keyPasswdCommand));
+  key
+    .command('remove')
+    .description('remove a key (never the last one; the one in use only with --force)')
+    .argument('<id>', 'key id or prefix')
+    .option('--force', 'allow removing the key in use')
+    .action(run(keyRemoveCommand));
+
+  const repair = program.command('repair').description('repair a damaged repository');
+  repair
+    .command('index')
+    .description(
+      'rebuild the index from the pack headers (safe: new index files are written before old ones go)',
+    )
+    .option('-n, --dry-run', 'only report what would change')
+    .action(run(repairIndexCommand));
 
   program
     .command('unlock')

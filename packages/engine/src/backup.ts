@@ -22,6 +22,7 @@ import { sealBlob } from './format/blob-codec.ts';
 import { compareNames, encodeTree, nodeFromMetadata, type TreeNode } from './format/tree.ts';
 import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
+import { crashPoint } from './internal/crash.ts';
 import { GcPacer } from './internal/gc.ts';
 import { type BlobProcessor, createBlobProcessor } from './internal/worker-pool.ts';
 import { RepositoryLock } from './lock.ts';
@@ -105,6 +106,19 @@ export async function backup(
   const start = opts.time ?? new Date();
   const host = opts.host ?? osHostname();
   await repo.loadIndex();
+  // Self-heal: blobs whose pack has gone missing are forgotten, so this backup stores them again
+  // instead of referencing lost data.
+  const onStorage = new Set<string>();
+  for await (const p of repo.backend.list('pack')) onStorage.add(p.name);
+  const dropped = repo.index.dropPacksNotIn(onStorage);
+  if (dropped.packs > 0) {
+    (opts.reporter ?? silentReporter)({
+      type: 'warning',
+      phase: 'backup',
+      code: 'FORGE_NOT_FOUND',
+      message: `${dropped.packs} pack${dropped.packs === 1 ? ' is' : 's are'} missing from the repository; their ${dropped.blobs} blobs will be stored again if needed ('forge check' tells more)`,
+    });
+  }
   const lock = opts.dryRun ? undefined : await RepositoryLock.acquire(repo.backend, { exclusive: false });
   const processor = createBlobProcessor({
     encKey: repo.keys.encKey,
@@ -141,8 +155,10 @@ export async function backup(
     };
     let snapshotId: SnapshotId | undefined;
     if (!opts.dryRun) {
-      lock?.check();
+      await lock?.check();
+      crashPoint('backup:before-snapshot');
       snapshotId = await repo.saveSnapshot(snapshot);
+      crashPoint('backup:snapshot-saved');
     }
     reporter({ type: 'done', phase: 'backup' });
     return { snapshotId, snapshot, parent, warnings: run.warnings, partial: run.warnings.length > 0 };

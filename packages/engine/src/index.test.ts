@@ -5,6 +5,7 @@ import { ENGINE_VERSION } from './version.ts';
 it('public API surface (changes here are API changes: add a changeset)', async () => {
   expect(Object.keys(await import('./index.ts')).sort()).toMatchInlineSnapshot(`
     [
+      "CRASH_POINTS",
       "DEFAULT_CHUNKER",
       "DEFAULT_KDF",
       "DEFAULT_PACK_SIZE",
@@ -15,6 +16,7 @@ it('public API surface (changes here are API changes: add a changeset)', async (
       "Repository",
       "RepositoryLock",
       "backup",
+      "checkRepository",
       "createChunker",
       "diffSnapshots",
       "findNode",
@@ -25,6 +27,7 @@ it('public API surface (changes here are API changes: add a changeset)', async (
       "matchesFilter",
       "metadataFromNode",
       "readFileContent",
+      "repairIndex",
       "repositoryStats",
       "resolveSnapshotRef",
       "restore",

@@ -11,9 +11,17 @@ export interface LockInfo {
   readonly pid: number;
 }
 
-/** A lock not refreshed for this long is stale (refreshes happen every 5 minutes). */
-export const STALE_AFTER_MS = 30 * 60 * 1000;
-const REFRESH_MS = 5 * 60 * 1000;
+function envMs(name: string, fallback: number): number {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+}
+
+/**
+ * A lock not refreshed for this long is stale (refreshes happen every 5 minutes). Tests shorten
+ * both with FORGE_LOCK_STALE_MS and FORGE_LOCK_REFRESH_MS.
+ */
+export const STALE_AFTER_MS = envMs('FORGE_LOCK_STALE_MS', 30 * 60 * 1000);
+const REFRESH_MS = envMs('FORGE_LOCK_REFRESH_MS', 5 * 60 * 1000);
 
 function pidAlive(pid: number): boolean {
   try {
@@ -59,6 +67,7 @@ export class RepositoryLock {
   readonly #info: LockInfo;
   #timer: NodeJS.Timeout | undefined;
   #lost: unknown;
+  #refreshedAt = Date.now();
 
   private constructor(backend: StorageBackend, id: string, info: LockInfo) {
     this.#backend = backend;

@@ -55,6 +55,8 @@ export function validateIndexFile(v: unknown, name: string): IndexFile {
  */
 export class MasterIndex {
   readonly #blobs = new Map<string, BlobLocation>();
+  /** Further copies of blobs stored more than once (rare: concurrent writers, repacks, self-heal). */
+  readonly #alternates = new Map<string, BlobLocation[]>();
   readonly #packs = new Set<string>();
 
   get size(): number {
@@ -68,15 +70,23 @@ export class MasterIndex {
   addPack(packId: string, entries: readonly (PackEntry | IndexPack['blobs'][number])[]): void {
     this.#packs.add(packId);
     for (const e of entries) {
-      if (this.#blobs.has(e.id)) continue;
-      this.#blobs.set(e.id, {
+      const loc: BlobLocation = {
         packId,
         type: e.type,
         offset: e.offset,
         length: e.length,
         rawLength: e.rawLength,
         compression: e.compression,
-      });
+      };
+      const first = this.#blobs.get(e.id);
+      if (!first) {
+        this.#blobs.set(e.id, loc);
+        continue;
+      }
+      if (first.packId === packId) continue;
+      const alts = this.#alternates.get(e.id) ?? [];
+      if (!alts.some((a) => a.packId === packId)) alts.push(loc);
+      this.#alternates.set(e.id, alts);
     }
   }
 
@@ -84,8 +94,39 @@ export class MasterIndex {
     for (const p of file.packs) this.addPack(p.id, p.blobs);
   }
 
+  /** Forgets every blob of every pack not in `present`; returns what was dropped. */
+  dropPacksNotIn(present: ReadonlySet<string>): { packs: number; blobs: number } {
+    const gone = new Set<string>();
+    for (const p of this.#packs) if (!present.has(p)) gone.add(p);
+    if (gone.size === 0) return { packs: 0, blobs: 0 };
+    let blobs = 0;
+    for (const [id, alts] of this.#alternates) {
+      const kept = alts.filter((a) => !gone.has(a.packId));
+      if (kept.length > 0) this.#alternates.set(id, kept);
+      else this.#alternates.delete(id);
+    }
+    for (const [id, loc] of this.#blobs) {
+      if (gone.has(loc.packId)) {
+        const alt = this.#alternates.get(id)?.shift();
+        if (alt) this.#blobs.set(id, alt);
+        else {
+          this.#blobs.delete(id);
+          blobs++;
+        }
+      }
+    }
+    for (const p of gone) this.#packs.delete(p);
+    return { packs: gone.size, blobs };
+  }
+
   lookup(id: string): BlobLocation | undefined {
     return this.#blobs.get(id);
+  }
+
+  /** Every known location of a blob, the primary first. */
+  lookupAll(id: string): BlobLocation[] {
+    const first = this.#blobs.get(id);
+    return first ? [first, ...(this.#alternates.get(id) ?? [])] : [];
   }
 
   has(id: string, type?: BlobType): boolean {

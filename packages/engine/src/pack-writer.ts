@@ -1,6 +1,7 @@
 import type { BlobType, SealedBlob } from './format/blob-codec.ts';
 import { type FinishedPack, MAX_BLOBS_PER_PACK, PackBuilder, type PackEntry } from './format/pack.ts';
 import { Semaphore } from './internal/concurrency.ts';
+import { crashPoint } from './internal/crash.ts';
 import type { Repository } from './repository.ts';
 
 /** Writes an index file after this many packs, so a crash loses little finished work. */
@@ -138,7 +139,10 @@ export class PackWriter {
   }
 
   async #upload(pack: FinishedPack): Promise<void> {
-    if (!this.#dryRun) await this.#repo.backend.save({ type: 'pack', name: pack.id }, pack.bytes);
+    if (!this.#dryRun) {
+      await this.#repo.backend.save({ type: 'pack', name: pack.id }, pack.bytes);
+      crashPoint('backup:pack-saved');
+    }
     this.stats.packs++;
     this.#repo.index.addPack(pack.id, pack.entries);
     for (const e of pack.entries) this.#pending.delete(e.id);
@@ -149,7 +153,10 @@ export class PackWriter {
   async #writeIndex(): Promise<void> {
     const packs = this.#unindexed;
     this.#unindexed = [];
-    if (packs.length > 0 && !this.#dryRun) await this.#repo.saveIndex(packs);
+    if (packs.length > 0 && !this.#dryRun) {
+      await this.#repo.saveIndex(packs);
+      crashPoint('backup:index-saved');
+    }
   }
 
   #throwIfFailed(): void {

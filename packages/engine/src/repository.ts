@@ -18,7 +18,7 @@ import {
   parseKeyFile,
 } from './crypto/key-file.ts';
 import { generateMasterKey, type MasterKey, splitMasterKey } from './crypto/master-key.ts';
-import { type BlobType, openBlob } from './format/blob-codec.ts';
+import { type BlobLocation, type BlobType, openBlob } from './format/blob-codec.ts';
 import {
   type ChunkerConfig,
   checkConfigHeader,
@@ -173,6 +173,12 @@ export class Repository {
     this.#indexLoaded = true;
   }
 
+  /** Uses already-read index files as the repository's index (for `check`, which reads them one by one). */
+  adoptIndexFiles(files: readonly IndexFile[]): void {
+    for (const f of files) this.index.addIndexFile(f);
+    this.#indexLoaded = true;
+  }
+
   async loadIndexFile(name: string): Promise<IndexFile> {
     const bytes = await this.backend.load({ type: 'index', name });
     return validateIndexFile(decodeObject(this.#keys.encKey, 'index', bytes, name), name);
@@ -180,6 +186,13 @@ export class Repository {
 
   /** Writes one index file listing `packs`; returns its id. */
   async saveIndex(packs: readonly { id: string; entries: readonly PackEntry[] }[]): Promise<string> {
+    const bytes = this.#encodeIndex(packs);
+    const name = sha256Hex(bytes);
+    await this.backend.save({ type: 'index', name }, bytes);
+    return name;
+  }
+
+  #encodeIndex(packs: readonly { id: string; entries: readonly PackEntry[] }[]): Buffer {
     const file: IndexFile = {
       packs: packs.map(
         (p): IndexPack => ({
@@ -195,21 +208,33 @@ export class Repository {
         }),
       ),
     };
-    const bytes = encodeObject(this.#keys.encKey, 'index', file);
-    const name = sha256Hex(bytes);
-    await this.backend.save({ type: 'index', name }, bytes);
-    return name;
+    return encodeObject(this.#keys.encKey, 'index', file);
   }
 
-  /** Reads, decrypts and verifies one blob. */
+  /**
+   * Reads, decrypts and verifies one blob. When a blob is stored more than once, a damaged or
+   * missing copy makes it try the next one.
+   */
   async loadBlob(type: BlobType, id: string): Promise<Uint8Array> {
     await this.loadIndex();
-    const loc = this.index.lookup(id);
-    if (!loc || loc.type !== type) {
+    const locs = this.index.lookupAll(id).filter((l) => l.type === type);
+    if (locs.length === 0) {
       throw new ForgeError('FORGE_NOT_FOUND', `${type} blob ${id.slice(0, 12)} is not in the index`, {
         hint: "the repository is damaged or an index file is missing; run 'forge check' (and 'forge repair index')",
       });
     }
+    let firstError: unknown;
+    for (const loc of locs) {
+      try {
+        return await this.#loadBlobAt(id, loc);
+      } catch (e) {
+        firstError ??= e;
+      }
+    }
+    throw firstError;
+  }
+
+  async #loadBlobAt(id: string, loc: BlobLocation): Promise<Uint8Array> {
     let sealed: Uint8Array;
     try {
       sealed = await this.backend.load(
@@ -298,6 +323,49 @@ export class Repository {
       });
     }
     return out;
+  }
+
+  /**
+   * Removes a key file (by id or unique prefix). Refuses the last key, and the key this
+   * session was opened with unless `force`: losing every key loses the repository.
+   */
+  async removeKey(ref: string, opts: { force?: boolean } = {}): Promise<string> {
+    const keys = await this.listKeys();
+    const hits = keys.filter((k) => k.id.startsWith(ref));
+    if (hits.length !== 1) {
+      throw new ForgeError(
+        hits.length === 0 ? 'FORGE_NOT_FOUND' : 'FORGE_USAGE',
+        `${hits.length === 0 ? 'no' : 'more than one'} key matches ${ref}`,
+        {
+          hint: "list keys with 'forge key list'",
+        },
+      );
+    }
+    const key = hits[0]!;
+    if (keys.length === 1) {
+      throw new ForgeError(
+        'FORGE_USAGE',
+        'refusing to remove the only key: the repository could never be opened again',
+        {
+          hint: "add another key first with 'forge key add'",
+        },
+      );
+    }
+    if (key.current && !opts.force) {
+      throw new ForgeError('FORGE_USAGE', 'refusing to remove the key this command was opened with', {
+        hint: 'open with another key, or pass --force if you really mean it',
+      });
+    }
+    await this.backend.remove({ type: 'key', name: key.id });
+    return key.id;
+  }
+
+  /** Replaces the key this session was opened with by one for `password`; returns the new key id. */
+  async changePassword(password: string, opts: CreateKeyFileOptions = {}): Promise<string> {
+    const id = await this.addKey(password, opts);
+    // The new key is durable before the old one goes.
+    await this.backend.remove({ type: 'key', name: this.keyId });
+    return id;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,119 @@
+import type { ObjectType, StorageBackend } from '@backupforge/common';
+import { createMemoryBackend } from '@backupforge/storage/memory';
+import { describe, expect, it } from 'vitest';
+import { backup } from './backup.ts';
+import { checkRepository } from './check.ts';
+import { Repository } from './repository.ts';
+import { memSource, prng, TEST_KDF, text } from './testing/memory-fixtures.ts';
+
+async function names(b: StorageBackend, t: ObjectType): Promise<string[]> {
+  const out: string[] = [];
+  for await (const o of b.list(t)) out.push(o.name);
+  return out.sort();
+}
+
+async function setup() {
+  const backend = createMemoryBackend();
+  const repo = await Repository.init(backend, { password: 'pw', kdf: TEST_KDF, packSize: 2 * 1024 * 1024 });
+  await backup(
+    repo,
+    memSource({ '/data/a.bin': { data: prng(5 * 1024 * 1024, 9) }, '/data/t.txt': { data: text(200_000) } }),
+    { workers: 0 },
+  );
+  await backup(repo, memSource({ '/data/b.bin': { data: prng(3 * 1024 * 1024, 10) } }), { workers: 0 });
+  return backend;
+}
+
+/** A pack holding only data blobs (so damage to it does not hide trees). */
+async function dataPack(backend: StorageBackend): Promise<string> {
+  const repo = await Repository.open(backend, { password: 'pw' });
+  await repo.loadIndex();
+  const types = new Map<string, Set<string>>();
+  for (const [, loc] of repo.index.entries()) {
+    const t = types.get(loc.packId) ?? new Set<string>();
+    t.add(loc.type);
+    types.set(loc.packId, t);
+  }
+  const p = [...types].find(([, t]) => t.size === 1 && t.has('data'));
+  if (!p) throw new Error('no data-only pack');
+  return p[0];
+}
+
+async function check(backend: StorageBackend, readData = false) {
+  const repo = await Repository.open(backend, { password: 'pw' });
+  return checkRepository(repo, { readData });
+}
+
+const errorKinds = (r: Awaited<ReturnType<typeof check>>) =>
+  [...new Set(r.findings.filter((f) => f.severity === 'error').map((f) => f.kind))].sort();
+
+describe('checkRepository', () => {
+  it('a healthy repository passes, with and without reading data', async () => {
+    const backend = await setup();
+    const r = await check(backend, true);
+    expect(r.findings).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.stats.snapshots).toBe(2);
+    expect(r.stats.packsRead).toBe(r.stats.packs);
+    expect(r.stats.blobsRead).toBeGreaterThan(8);
+  });
+
+  it('a flipped bit inside a blob is found by --read-data only, and named', async () => {
+    const backend = await setup();
+    const p = await dataPack(backend);
+    const bytes = Buffer.from(await backend.load({ type: 'pack', name: p }));
+    bytes[50]! ^= 0x01;
+    await backend.save({ type: 'pack', name: p }, bytes);
+    expect((await check(backend, false)).ok).toBe(true);
+    const r = await check(backend, true);
+    expect(r.ok).toBe(false);
+    expect(errorKinds(r)).toEqual(['blob-damaged', 'pack-hash']);
+    expect(r.findings.find((f) => f.kind === 'pack-hash')!.object).toBe(p);
+  });
+
+  it('a flipped bit in a pack header is found by the structure check', async () => {
+    const backend = await setup();
+    const [p] = await names(backend, 'pack');
+    const bytes = Buffer.from(await backend.load({ type: 'pack', name: p! }));
+    bytes[bytes.length - 10]! ^= 0x80;
+    await backend.save({ type: 'pack', name: p! }, bytes);
+    const r = await check(backend, false);
+    expect(errorKinds(r)).toEqual(['pack-header']);
+  });
+
+  it('a missing pack, a missing index and an unreferenced pack', async () => {
+    const backend = await setup();
+    await backend.remove({ type: 'pack', name: await dataPack(backend) });
+    const r1 = await check(backend);
+    expect(errorKinds(r1)).toEqual(['pack-missing']);
+
+    const b2 = await setup();
+    for (const i of await names(b2, 'index')) await b2.remove({ type: 'index', name: i });
+    const r2 = await check(b2);
+    expect(errorKinds(r2)).toEqual(['tree-damaged']); // the root trees cannot even be found
+    expect(r2.stats.unreferencedPacks).toBe((await names(b2, 'pack')).length);
+
+    const b3 = await setup();
+    const extra = Buffer.from(await b3.load({ type: 'pack', name: (await names(b3, 'pack'))[0]! }));
+    await b3.save({ type: 'pack', name: 'ff'.repeat(32) }, extra);
+    const r3 = await check(b3, true);
+    expect(r3.ok).toBe(true);
+    expect(r3.findings.map((f) => [f.severity, f.kind])).toEqual([['note', 'pack-unreferenced']]);
+  });
+
+  it('a damaged index file and a damaged snapshot are errors naming them', async () => {
+    const backend = await setup();
+    const [i] = await names(backend, 'index');
+    const ib = Buffer.from(await backend.load({ type: 'index', name: i! }));
+    ib[ib.length - 1]! ^= 1;
+    await backend.save({ type: 'index', name: i! }, ib);
+    const [s] = await names(backend, 'snapshot');
+    const sb = Buffer.from(await backend.load({ type: 'snapshot', name: s! }));
+    sb[5]! ^= 1;
+    await backend.save({ type: 'snapshot', name: s! }, sb);
+    const r = await check(backend);
+    expect(r.ok).toBe(false);
+    expect(r.findings.filter((f) => f.kind === 'index-unreadable').map((f) => f.object)).toEqual([i]);
+    expect(r.findings.filter((f) => f.kind === 'snapshot-unreadable').map((f) => f.object)).toEqual([s]);
+  });
+});

@@ -1,0 +1,362 @@
+import { createHash, randomInt } from 'node:crypto';
+import {
+  type ForgeErrorCode,
+  type Reporter,
+  type SnapshotRecord,
+  silentReporter,
+  toForgeError,
+} from '@backupforge/common';
+import { type BlobLocation, openBlob } from './format/blob-codec.ts';
+import { readPackHeader } from './format/pack.ts';
+import type { IndexFile } from './master-index.ts';
+import type { Repository } from './repository.ts';
+
+export interface CheckOptions {
+  /** Download every pack, verify its hash, decrypt and re-hash every blob. */
+  readonly readData?: boolean;
+  /** Read only a subset of packs: `{ percent: 10 }` (random) or `{ n: 2, m: 5 }` (the 2nd of 5 fixed groups). */
+  readonly readDataSubset?: { readonly percent: number } | { readonly n: number; readonly m: number };
+  readonly reporter?: Reporter;
+  readonly signal?: AbortSignal;
+}
+
+export type FindingKind =
+  | 'index-unreadable'
+  | 'snapshot-unreadable'
+  | 'pack-missing'
+  | 'pack-header'
+  | 'pack-mismatch'
+  | 'pack-hash'
+  | 'blob-overlap'
+  | 'blob-damaged'
+  | 'blob-missing'
+  | 'tree-damaged'
+  | 'pack-unreferenced'
+  | 'blob-duplicate';
+
+/** One thing `check` found. Errors make the check fail; warnings and notes do not. */
+export interface CheckFinding {
+  readonly severity: 'error' | 'warning' | 'note';
+  readonly kind: FindingKind;
+  readonly code: ForgeErrorCode;
+  /** The object concerned: a pack, index, snapshot or blob id, or a path in a snapshot. */
+  readonly object: string;
+  readonly message: string;
+}
+
+export interface CheckResult {
+  readonly ok: boolean;
+  readonly findings: readonly CheckFinding[];
+  readonly stats: {
+    readonly snapshots: number;
+    readonly trees: number;
+    readonly dataBlobsReferenced: number;
+    readonly packs: number;
+    readonly indexFiles: number;
+    readonly unreferencedPacks: number;
+    readonly packsRead: number;
+    readonly blobsRead: number;
+  };
+}
+
+/**
+ * Verifies a repository, like `restic check`:
+ *
+ * 1. every index file decodes, and every pack it names exists with room for its blobs;
+ * 2. every pack's header decodes and agrees with the index (same blobs, offsets, lengths),
+ *    blobs in one pack do not overlap;
+ * 3. every snapshot decodes, every tree it reaches decodes and verifies, and every data blob a
+ *    file names is in the index;
+ * 4. with `readData`, every (or a subset of) pack is downloaded: its SHA-256 must equal its name,
+ *    and every blob in it must decrypt and match its id.
+ *
+ * Packs that no index lists are reported as notes (left by interrupted backups; `prune`
+ * removes them), not errors.
+ */
+export async function checkRepository(repo: Repository, opts: CheckOptions = {}): Promise<CheckResult> {
+  const reporter = opts.reporter ?? silentReporter;
+  const findings: CheckFinding[] = [];
+  const add = (f: CheckFinding) => {
+    findings.push(f);
+    if (f.severity !== 'note')
+      reporter({ type: 'warning', phase: 'check', path: f.object, code: f.code, message: f.message });
+  };
+  reporter({ type: 'start', phase: 'check' });
+
+  // Packs on storage.
+  const packSizes = new Map<string, number>();
+  for await (const p of repo.backend.list('pack')) packSizes.set(p.name, p.size);
+
+  // 1. Index files, read individually so a damaged one is named.
+  const indexNames: string[] = [];
+  for await (const i of repo.backend.list('index')) indexNames.push(i.name);
+  const indexed = new Map<string, { id: string; loc: BlobLocation }[]>(); // pack -> blobs
+  const blobHome = new Map<string, string>(); // blob id -> first pack
+  const goodFiles: IndexFile[] = [];
+  for (const name of indexNames) {
+    let file: IndexFile;
+    try {
+      file = await repo.loadIndexFile(name);
+      goodFiles.push(file);
+    } catch (e) {
+      const fe = toForgeError(e);
+      add({
+        severity: 'error',
+        kind: 'index-unreadable',
+        code: fe.code,
+        object: name,
+        message: `index ${name.slice(0, 12)} is unreadable: ${fe.message}`,
+      });
+      continue;
+    }
+    for (const p of file.packs) {
+      let list = indexed.get(p.id);
+      if (!list) {
+        list = [];
+        indexed.set(p.id, list);
+      }
+      for (const b of p.blobs) {
+        if (list.some((x) => x.id === b.id)) continue; // the same pack listed by two index files
+        list.push({
+          id: b.id,
+          loc: {
+            packId: p.id,
+            type: b.type,
+            offset: b.offset,
+            length: b.length,
+            rawLength: b.rawLength,
+            compression: b.compression,
+          },
+        });
+        const home = blobHome.get(b.id);
+        if (home === undefined) blobHome.set(b.id, p.id);
+        else if (home !== p.id) {
+          add({
+            severity: 'note',
+            kind: 'blob-duplicate',
+            code: 'FORGE_FORMAT',
+            object: b.id,
+            message: `blob ${b.id.slice(0, 12)} is stored in packs ${home.slice(0, 12)} and ${p.id.slice(0, 12)}`,
+          });
+        }
+      }
+    }
+  }
+
+  // 2. Packs named by the index: present, headers agree, no overlaps.
+  for (const [packId, blobs] of indexed) {
+    if (opts.signal?.aborted) break;
+    const size = packSizes.get(packId);
+    if (size === undefined) {
+      add({
+        severity: 'error',
+        kind: 'pack-missing',
+        code: 'FORGE_NOT_FOUND',
+        object: packId,
+        message: `pack ${packId.slice(0, 12)} is in the index but missing from storage (${blobs.length} blobs lost)`,
+      });
+      continue;
+    }
+    const sorted = [...blobs].sort((a, b) => a.loc.offset - b.loc.offset);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1]!;
+      const cur = sorted[i]!;
+      if (prev.loc.offset + prev.loc.length > cur.loc.offset) {
+        add({
+          severity: 'error',
+          kind: 'blob-overlap',
+          code: 'FORGE_FORMAT',
+          object: packId,
+          message: `pack ${packId.slice(0, 12)}: blobs ${prev.id.slice(0, 12)} and ${cur.id.slice(0, 12)} overlap`,
+        });
+      }
+    }
+    try {
+      const header = await readPackHeader(repo.backend, repo.keys.encKey, packId, size);
+      const byId = new Map(header.map((e) => [e.id, e]));
+      for (const b of blobs) {
+        const h = byId.get(b.id);
+        if (
+          !h ||
+          h.offset !== b.loc.offset ||
+          h.length !== b.loc.length ||
+          h.type !== b.loc.type ||
+          h.rawLength !== b.loc.rawLength
+        ) {
+          add({
+            severity: 'error',
+            kind: 'pack-mismatch',
+            code: 'FORGE_FORMAT',
+            object: packId,
+            message: `pack ${packId.slice(0, 12)}: blob ${b.id.slice(0, 12)} is not where the index says`,
+          });
+        }
+      }
+    } catch (e) {
+      const fe = toForgeError(e);
+      add({
+        severity: 'error',
+        kind: 'pack-header',
+        code: fe.code,
+        object: packId,
+        message: `pack ${packId.slice(0, 12)}: ${fe.message}`,
+      });
+    }
+  }
+  let unreferencedPacks = 0;
+  for (const packId of packSizes.keys()) {
+    if (!indexed.has(packId)) {
+      unreferencedPacks++;
+      add({
+        severity: 'note',
+        kind: 'pack-unreferenced',
+        code: 'FORGE_NOT_FOUND',
+        object: packId,
+        message: `pack ${packId.slice(0, 12)} is not referenced by any index (left by an interrupted backup; prune removes it)`,
+      });
+    }
+  }
+
+  // 3. Snapshots and everything they reach.
+  const snapNames: string[] = [];
+  for await (const s of repo.backend.list('snapshot')) snapNames.push(s.name);
+  const snapshots: SnapshotRecord[] = [];
+  for (const name of snapNames) {
+    try {
+      snapshots.push(await repo.loadSnapshot(name));
+    } catch (e) {
+      const fe = toForgeError(e);
+      add({
+        severity: 'error',
+        kind: 'snapshot-unreadable',
+        code: fe.code,
+        object: name,
+        message: `snapshot ${name.slice(0, 12)} is unreadable: ${fe.message}`,
+      });
+    }
+  }
+  repo.adoptIndexFiles(goodFiles);
+  const seenTrees = new Set<string>();
+  const dataBlobs = new Set<string>();
+  const missingReported = new Set<string>();
+  const walk = async (treeId: string, path: string, snap: SnapshotRecord): Promise<void> => {
+    if (seenTrees.has(treeId)) return;
+    seenTrees.add(treeId);
+    let nodes: Awaited<ReturnType<Repository['loadTree']>>['nodes'];
+    try {
+      nodes = (await repo.loadTree(treeId)).nodes;
+    } catch (e) {
+      const fe = toForgeError(e);
+      add({
+        severity: 'error',
+        kind: 'tree-damaged',
+        code: fe.code,
+        object: `${snap.id.slice(0, 8)}:${path || '/'}`,
+        message: `snapshot ${snap.id.slice(0, 8)}: directory ${path || '/'} (tree ${treeId.slice(0, 12)}) is unreadable: ${fe.message}`,
+      });
+      return;
+    }
+    for (const n of nodes) {
+      const p = `${path}/${n.name}`;
+      if (n.type === 'dir' && n.subtree) await walk(n.subtree, p, snap);
+      for (const c of n.content ?? []) {
+        dataBlobs.add(c);
+        if (!repo.index.has(c, 'data') && !missingReported.has(c)) {
+          missingReported.add(c);
+          add({
+            severity: 'error',
+            kind: 'blob-missing',
+            code: 'FORGE_NOT_FOUND',
+            object: `${snap.id.slice(0, 8)}:${p}`,
+            message: `snapshot ${snap.id.slice(0, 8)}: ${p} needs data blob ${c.slice(0, 12)}, which is not in the index`,
+          });
+        }
+      }
+    }
+  };
+  for (const s of snapshots) {
+    if (opts.signal?.aborted) break;
+    await walk(s.tree, '', s);
+    reporter({
+      type: 'progress',
+      phase: 'check',
+      filesDone: seenTrees.size,
+      bytesDone: 0,
+      currentPath: s.id.slice(0, 8),
+    });
+  }
+
+  // 4. Data.
+  let packsRead = 0;
+  let blobsRead = 0;
+  if (opts.readData || opts.readDataSubset) {
+    const candidates = [...indexed.keys()].filter((p) => packSizes.has(p)).sort();
+    const selected = candidates.filter((p) => {
+      const s = opts.readDataSubset;
+      if (!s) return true;
+      if ('percent' in s) return randomInt(0, 1_000_000) < s.percent * 10_000;
+      return Number.parseInt(p.slice(0, 8), 16) % s.m === s.n - 1;
+    });
+    for (const packId of selected) {
+      if (opts.signal?.aborted) break;
+      let bytes: Uint8Array;
+      try {
+        bytes = await repo.backend.load({ type: 'pack', name: packId });
+      } catch (e) {
+        const fe = toForgeError(e);
+        add({
+          severity: 'error',
+          kind: 'pack-missing',
+          code: fe.code,
+          object: packId,
+          message: `pack ${packId.slice(0, 12)} cannot be read: ${fe.message}`,
+        });
+        continue;
+      }
+      packsRead++;
+      if (createHash('sha256').update(bytes).digest('hex') !== packId) {
+        add({
+          severity: 'error',
+          kind: 'pack-hash',
+          code: 'FORGE_INTEGRITY',
+          object: packId,
+          message: `pack ${packId.slice(0, 12)} does not match its name (damaged on storage)`,
+        });
+      }
+      for (const b of indexed.get(packId) ?? []) {
+        blobsRead++;
+        const { offset, length } = b.loc;
+        try {
+          if (offset + length > bytes.length)
+            throw toForgeError(new Error('blob reaches past the end of the pack'));
+          openBlob(repo.keys, Buffer.from(b.id, 'hex'), b.loc, bytes.subarray(offset, offset + length));
+        } catch (e) {
+          const fe = toForgeError(e);
+          add({
+            severity: 'error',
+            kind: 'blob-damaged',
+            code: fe.code === 'FORGE_INTERNAL' ? 'FORGE_INTEGRITY' : fe.code,
+            object: b.id,
+            message: `pack ${packId.slice(0, 12)}: ${b.loc.type} blob ${b.id.slice(0, 12)} is damaged: ${fe.message}`,
+          });
+        }
+      }
+      reporter({ type: 'progress', phase: 'check', filesDone: packsRead, bytesDone: blobsRead });
+    }
+  }
+  reporter({ type: 'done', phase: 'check' });
+  return {
+    ok: !findings.some((f) => f.severity === 'error'),
+    findings,
+    stats: {
+      snapshots: snapshots.length,
+      trees: seenTrees.size,
+      dataBlobsReferenced: dataBlobs.size,
+      packs: packSizes.size,
+      indexFiles: indexNames.length,
+      unreferencedPacks,
+      packsRead,
+      blobsRead,
+    },
+  };
+}
