@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { backupCommand } from './commands/backup.ts';
 import { diffCommand, dumpCommand, lsCommand, statsCommand } from './commands/browse.ts';
 import { checkCommand } from './commands/check.ts';
+import { forgetCommand } from './commands/forget.ts';
 import { initCommand } from './commands/init.ts';
 import { keyAddCommand, keyListCommand, keyPasswdCommand, keyRemoveCommand } from './commands/key.ts';
 import { repairIndexCommand } from './commands/repair.ts';
@@ -162,6 +163,35 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
       .description('show sizes, deduplication and compression of the repository or of snapshots')
       .argument('[snapshots...]', "snapshot ids or 'latest' (default: all)"),
   ).action(run(statsCommand));
+
+  filterOptions(
+    program
+      .command('forget')
+      .description('remove snapshots by id or by a retention policy (their data is freed by prune)')
+      .argument('[snapshots...]', 'snapshot ids to remove')
+      .option('--keep-last <n>', 'keep the n newest snapshots')
+      .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one')
+      .option('--keep-daily <n>', 'keep one per day for the last n days that have one')
+      .option('--keep-weekly <n>', 'keep one per ISO week for the last n weeks that have one')
+      .option('--keep-monthly <n>', 'keep one per month for the last n months that have one')
+      .option('--keep-yearly <n>', 'keep one per year for the last n years that have one')
+      .option(
+        '--keep-within <duration>',
+        'keep everything within this duration of the newest snapshot (e.g. 2y5m7d3h)',
+      )
+      .option('--keep-within-hourly <duration>', 'keep hourly snapshots within the duration')
+      .option('--keep-within-daily <duration>', 'keep daily snapshots within the duration')
+      .option('--keep-within-weekly <duration>', 'keep weekly snapshots within the duration')
+      .option('--keep-within-monthly <duration>', 'keep monthly snapshots within the duration')
+      .option('--keep-within-yearly <duration>', 'keep yearly snapshots within the duration')
+      .option(
+        '--keep-tag <tags>',
+        'keep snapshots with all these tags (comma-separated; repeatable)',
+        collect,
+      )
+      .option('--group-by <fields>', 'apply the policy per group of host, paths, tags', 'host,paths')
+      .option('-n, --dry-run', 'show what would be removed, and why the rest is kept'),
+  ).action(run(forgetCommand));
 
   program
     .command('check')

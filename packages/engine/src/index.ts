@@ -8,6 +8,8 @@ export { createChunker } from './chunker/index.ts';
 export type { CompressionAlgorithm, CompressionSettings } from './compression.ts';
 export type { KdfParams } from './crypto/key-file.ts';
 export { DEFAULT_KDF, KDF_LIMITS } from './crypto/key-file.ts';
+export type { ForgetGroupResult, ForgetOptions, ForgetResult } from './forget.ts';
+export { forget } from './forget.ts';
 export type { ChunkerConfig, RepositoryConfig } from './format/config.ts';
 export { DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, FORMAT_VERSION } from './format/config.ts';
 export type { Tree, TreeNode } from './format/tree.ts';
@@ -21,6 +23,25 @@ export type { InitOptions, OpenOptions } from './repository.ts';
 export { Repository } from './repository.ts';
 export type { RestoreError, RestoreOptions, RestoreResult } from './restore.ts';
 export { restore } from './restore.ts';
+export type {
+  Duration,
+  GroupByField,
+  KeptSnapshot,
+  RetentionPolicy,
+  RetentionResult,
+  SnapshotGroup,
+} from './retention/index.ts';
+export {
+  applyPolicy,
+  DEFAULT_GROUP_BY,
+  describeGroup,
+  describePolicy,
+  groupSnapshots,
+  isEmptyPolicy,
+  parseDuration,
+  parseGroupBy,
+  validatePolicy,
+} from './retention/index.ts';
 export type { SnapshotFilter } from './snapshot-filter.ts';
 export { findParentSnapshot, matchesFilter, resolveSnapshotRef } from './snapshot-filter.ts';
 export type { RepositoryStats } from './stats.ts';
