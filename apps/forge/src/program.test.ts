@@ -121,13 +121,16 @@ describe('runCli', () => {
     const repo = join(dir, 'repo');
     const env = { FORGE_PASSWORD: 'pw' };
     expect(await runCli(['-r', repo, 'init'], { io: fakeIo(env) })).toBe(0);
-    for (let i = 0; i < 3; i++) expect(await runCli(['-r', repo, 'backup', '.'], { io: fakeIo(env, dir) })).toBe(0);
+    for (let i = 0; i < 3; i++)
+      expect(await runCli(['-r', repo, 'backup', '.'], { io: fakeIo(env, dir) })).toBe(0);
 
     const check = fakeIo(env);
     expect(await runCli(['-r', repo, '--json', 'check', '--read-data'], { io: check })).toBe(0);
     const summary = JSON.parse(check.out().trim().split('\n').at(-1)!);
     expect(summary).toMatchObject({ message_type: 'summary', ok: true, errors: 0, snapshots: 3 });
-    expect(await runCli(['-r', repo, 'check', '--read-data-subset', '7'], { io: fakeIo(env) })).toBe(ExitCode.USAGE);
+    expect(await runCli(['-r', repo, 'check', '--read-data-subset', '7'], { io: fakeIo(env) })).toBe(
+      ExitCode.USAGE,
+    );
 
     const dry = fakeIo(env);
     expect(await runCli(['-r', repo, 'forget', '--keep-last', '1', '--dry-run'], { io: dry })).toBe(0);
@@ -138,19 +141,43 @@ describe('runCli', () => {
     await runCli(['-r', repo, 'snapshots'], { io: list });
     expect(list.out()).toContain('1 snapshot');
     expect(await runCli(['-r', repo, 'forget'], { io: fakeIo(env) })).toBe(ExitCode.USAGE);
+    const pruned = fakeIo(env);
+    expect(await runCli(['-r', repo, '--json', 'prune', '--max-unused', '0%'], { io: pruned })).toBe(0);
+    expect(JSON.parse(pruned.out().trim().split('\n').at(-1)!)).toMatchObject({
+      message_type: 'summary',
+      snapshots: 1,
+    });
+    expect(await runCli(['-r', repo, 'prune', '--max-unused', 'lots'], { io: fakeIo(env) })).toBe(
+      ExitCode.USAGE,
+    );
+    expect(await runCli(['-r', repo, 'check', '--read-data'], { io: fakeIo(env) })).toBe(0);
 
     expect(await runCli(['-r', repo, 'repair', 'index'], { io: fakeIo(env) })).toBe(0);
 
-    expect(await runCli(['-r', repo, 'key', 'add'], { io: fakeIo({ ...env, FORGE_NEW_PASSWORD: 'second' }) })).toBe(0);
+    expect(
+      await runCli(['-r', repo, 'key', 'add'], { io: fakeIo({ ...env, FORGE_NEW_PASSWORD: 'second' }) }),
+    ).toBe(0);
     const keys = fakeIo({ FORGE_PASSWORD: 'second' });
     expect(await runCli(['-r', repo, '--json', 'key', 'list'], { io: keys })).toBe(0);
-    const rows = keys.out().trim().split('\n').map((l) => JSON.parse(l));
+    const rows = keys
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows).toHaveLength(2);
     const current = rows.find((k) => k.current)!;
     const other = rows.find((k) => !k.current)!;
-    expect(await runCli(['-r', repo, 'key', 'remove', current.id], { io: fakeIo({ FORGE_PASSWORD: 'second' }) })).toBe(ExitCode.USAGE);
-    expect(await runCli(['-r', repo, 'key', 'remove', other.id.slice(0, 8)], { io: fakeIo({ FORGE_PASSWORD: 'second' }) })).toBe(0);
+    expect(
+      await runCli(['-r', repo, 'key', 'remove', current.id], { io: fakeIo({ FORGE_PASSWORD: 'second' }) }),
+    ).toBe(ExitCode.USAGE);
+    expect(
+      await runCli(['-r', repo, 'key', 'remove', other.id.slice(0, 8)], {
+        io: fakeIo({ FORGE_PASSWORD: 'second' }),
+      }),
+    ).toBe(0);
     expect(await runCli(['-r', repo, 'snapshots'], { io: fakeIo(env) })).toBe(ExitCode.PASSWORD);
-    expect(await runCli(['-r', repo, 'key', 'remove', current.id], { io: fakeIo({ FORGE_PASSWORD: 'second' }) })).toBe(ExitCode.USAGE);
+    expect(
+      await runCli(['-r', repo, 'key', 'remove', current.id], { io: fakeIo({ FORGE_PASSWORD: 'second' }) }),
+    ).toBe(ExitCode.USAGE);
   });
 });

@@ -7,6 +7,7 @@ import { checkCommand } from './commands/check.ts';
 import { forgetCommand } from './commands/forget.ts';
 import { initCommand } from './commands/init.ts';
 import { keyAddCommand, keyListCommand, keyPasswdCommand, keyRemoveCommand } from './commands/key.ts';
+import { pruneCommand } from './commands/prune.ts';
 import { repairIndexCommand } from './commands/repair.ts';
 import { restoreCommand } from './commands/restore.ts';
 import { snapshotsCommand } from './commands/snapshots.ts';
@@ -190,8 +191,31 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
         collect,
       )
       .option('--group-by <fields>', 'apply the policy per group of host, paths, tags', 'host,paths')
-      .option('-n, --dry-run', 'show what would be removed, and why the rest is kept'),
+      .option('-n, --dry-run', 'show what would be removed, and why the rest is kept')
+      .option('--prune', 'run prune afterwards')
+      .option(
+        '--max-unused <limit>',
+        "with --prune: unused space to tolerate, e.g. '5%' or 'unlimited'",
+        '5%',
+      )
+      .option(
+        '--max-wait <duration>',
+        'with --prune: how long to wait for running backups before deleting',
+        '0s',
+      ),
   ).action(run(forgetCommand));
+
+  program
+    .command('prune')
+    .description('delete data no snapshot uses (backups keep running meanwhile)')
+    .option('-n, --dry-run', 'show the plan (bytes to delete and repack), change nothing')
+    .option('--max-unused <limit>', "unused space to tolerate in kept packs, e.g. '5%' or 'unlimited'", '5%')
+    .option(
+      '--max-wait <duration>',
+      "how long to wait for backups that started before prune (e.g. '10m'); default: don't wait, defer",
+      '0s',
+    )
+    .action(run(pruneCommand));
 
   program
     .command('check')

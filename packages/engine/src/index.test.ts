@@ -35,6 +35,7 @@ it('public API surface (changes here are API changes: add a changeset)', async (
       "metadataFromNode",
       "parseDuration",
       "parseGroupBy",
+      "prune",
       "readFileContent",
       "repairIndex",
       "repositoryStats",

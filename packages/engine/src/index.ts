@@ -17,6 +17,8 @@ export { metadataFromNode } from './format/tree.ts';
 export { CRASH_POINTS } from './internal/crash.ts';
 export type { LockInfo } from './lock.ts';
 export { isStale, listLocks, RepositoryLock } from './lock.ts';
+export type { PruneOptions, PrunePlan, PruneResult } from './prune.ts';
+export { prune } from './prune.ts';
 export type { RepairIndexOptions, RepairIndexResult } from './repair.ts';
 export { repairIndex } from './repair.ts';
 export type { InitOptions, OpenOptions } from './repository.ts';

@@ -3,12 +3,29 @@ import { hostname } from 'node:os';
 import { ForgeError, isForgeError, type StorageBackend } from '@backupforge/common';
 import { safeUsername } from './crypto/key-file.ts';
 
+/** What a lock is for: backups share; prunes exclude each other but not backups. */
+export type LockKind = 'shared' | 'prune' | 'exclusive';
+
 export interface LockInfo {
+  /** Last refresh. */
   readonly time: string;
+  /** When the lock was taken (older locks lack it: then `time` stands in). */
+  readonly created?: string;
   readonly exclusive: boolean;
+  readonly kind?: LockKind;
   readonly hostname: string;
   readonly username: string;
   readonly pid: number;
+}
+
+export function lockKind(l: LockInfo): LockKind {
+  return l.exclusive ? 'exclusive' : (l.kind ?? 'shared');
+}
+
+/** Whether two lock kinds may be held at the same time. */
+export function compatible(a: LockKind, b: LockKind): boolean {
+  if (a === 'exclusive' || b === 'exclusive') return false;
+  return !(a === 'prune' && b === 'prune');
 }
 
 function envMs(name: string, fallback: number): number {
@@ -75,15 +92,29 @@ export class RepositoryLock {
     this.#info = info;
   }
 
-  static async acquire(backend: StorageBackend, opts: { exclusive: boolean }): Promise<RepositoryLock> {
+  /** When this lock was taken. */
+  get created(): Date {
+    return new Date(this.#info.created ?? this.#info.time);
+  }
+
+  /**
+   * Takes a lock. `exclusive` (or kind 'exclusive') excludes every other live lock; kind 'prune'
+   * excludes other prunes and exclusive locks but lets backups (kind 'shared') run.
+   */
+  static async acquire(
+    backend: StorageBackend,
+    opts: { exclusive: boolean; kind?: LockKind },
+  ): Promise<RepositoryLock> {
+    const kind: LockKind = opts.exclusive ? 'exclusive' : (opts.kind ?? 'shared');
+    let mine = '';
     const conflict = async () => {
       for (const { id, lock } of await listLocks(backend)) {
-        if (id === mine) continue;
-        if (isStale(lock)) continue;
-        if (opts.exclusive || lock.exclusive) {
+        if (id === mine || isStale(lock)) continue;
+        if (!compatible(kind, lockKind(lock))) {
+          const what = lockKind(lock) === 'shared' ? '' : `${lockKind(lock)} `;
           return new ForgeError(
             'FORGE_LOCK_CONFLICT',
-            `repository is locked ${lock.exclusive ? 'exclusively ' : ''}by ${lock.username}@${lock.hostname} (pid ${lock.pid}) since ${lock.time}`,
+            `repository is locked (${what}lock) by ${lock.username}@${lock.hostname} (pid ${lock.pid}) since ${lock.created ?? lock.time}`,
             {
               hint: "wait for that run to finish; if it is gone, remove the lock with 'forge unlock'",
               details: { lockId: id },
@@ -93,13 +124,15 @@ export class RepositoryLock {
       }
       return undefined;
     };
-    let mine = '';
     const early = await conflict();
     if (early) throw early;
     mine = randomBytes(32).toString('hex');
+    const now = new Date().toISOString();
     const info: LockInfo = {
-      time: new Date().toISOString(),
-      exclusive: opts.exclusive,
+      time: now,
+      created: now,
+      exclusive: kind === 'exclusive',
+      kind,
       hostname: hostname(),
       username: safeUsername(),
       pid: process.pid,
@@ -118,23 +151,44 @@ export class RepositoryLock {
   }
 
   async #refresh(): Promise<void> {
+    if (this.#lost) return;
+    // Paused (SIGSTOP, suspend) past the stale time: others may have removed the lock and
+    // started pruning; never revive it.
+    if (Date.now() - this.#refreshedAt > STALE_AFTER_MS) {
+      this.#lost = new Error('the lock went stale before it could be refreshed');
+      return;
+    }
     try {
       await this.#backend.stat({ type: 'lock', name: this.id });
+      const time = new Date().toISOString();
       await this.#backend.save(
         { type: 'lock', name: this.id },
-        Buffer.from(JSON.stringify({ ...this.#info, time: new Date().toISOString() })),
+        Buffer.from(JSON.stringify({ ...this.#info, time })),
       );
+      this.#refreshedAt = Date.parse(time);
     } catch (e) {
       this.#lost ??= e;
     }
   }
 
-  /** Throws FORGE_LOCK_EXPIRED when the lock could not be kept; call before committing. */
-  check(): void {
+  /**
+   * Throws FORGE_LOCK_EXPIRED unless the lock is still ours and fresh: call right before
+   * committing (saving a snapshot, deleting data).
+   */
+  async check(): Promise<void> {
+    if (!this.#lost && Date.now() - this.#refreshedAt > STALE_AFTER_MS)
+      this.#lost = new Error('the lock went stale');
+    if (!this.#lost) {
+      try {
+        await this.#backend.stat({ type: 'lock', name: this.id });
+      } catch (e) {
+        this.#lost = e;
+      }
+    }
     if (this.#lost) {
       throw new ForgeError(
         'FORGE_LOCK_EXPIRED',
-        'the repository lock was lost while working; nothing was committed',
+        'the repository lock was lost while working (stale or removed); nothing was committed',
         {
           cause: this.#lost,
           hint: 'run the command again',

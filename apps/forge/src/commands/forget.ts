@@ -9,6 +9,7 @@ import {
 import type { Context } from '../context.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { formatTime, table } from '../format.ts';
+import { runPrune } from './prune.ts';
 import { type FilterOptions, toFilter } from './snapshots.ts';
 
 export interface ForgetCommandOptions extends FilterOptions {
@@ -27,6 +28,9 @@ export interface ForgetCommandOptions extends FilterOptions {
   keepTag?: string[];
   groupBy?: string;
   dryRun?: boolean;
+  prune?: boolean;
+  maxUnused?: string;
+  maxWait?: string;
 }
 
 function count(name: string, v: string | undefined): number | undefined {

@@ -13,6 +13,9 @@ export const CRASH_POINTS = [
   'repair-index:index-saved',
   'repair-index:old-index-removed',
   'forget:snapshot-removed',
+  'prune:index-saved',
+  'prune:old-index-removed',
+  'prune:pack-removed',
 ] as const;
 
 export type CrashPoint = (typeof CRASH_POINTS)[number];
