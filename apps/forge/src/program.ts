@@ -8,7 +8,7 @@ import { forgetCommand } from './commands/forget.ts';
 import { initCommand } from './commands/init.ts';
 import { keyAddCommand, keyListCommand, keyPasswdCommand, keyRemoveCommand } from './commands/key.ts';
 import { pruneCommand } from './commands/prune.ts';
-import { repairIndexCommand } from './commands/repair.ts';
+import { repairIndexCommand, repairSnapshotsCommand } from './commands/repair.ts';
 import { restoreCommand } from './commands/restore.ts';
 import { snapshotsCommand } from './commands/snapshots.ts';
 import { unlockCommand } from './commands/unlock.ts';
@@ -254,6 +254,12 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
     )
     .option('-n, --dry-run', 'only report what would change')
     .action(run(repairIndexCommand));
+  repair
+    .command('snapshots')
+    .description("rewrite snapshots that reference missing data, keeping what remains (tag 'repaired')")
+    .option('-n, --dry-run', 'only report which snapshots and paths are damaged')
+    .option('--forget', 'remove the damaged originals after writing the repaired snapshots')
+    .action(run(repairSnapshotsCommand));
 
   program
     .command('unlock')

@@ -41,6 +41,9 @@ export interface Snapshot {
   readonly partial?: boolean;
   readonly programVersion: string;
   readonly summary?: SnapshotSummary;
+  /** Set by `repair snapshots`: the damaged snapshot this one replaces, and what was lost. */
+  readonly repairedFrom?: SnapshotId;
+  readonly damagedPaths?: readonly string[];
 }
 
 /** A snapshot together with its id. */

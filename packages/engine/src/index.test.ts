@@ -38,6 +38,7 @@ it('public API surface (changes here are API changes: add a changeset)', async (
       "prune",
       "readFileContent",
       "repairIndex",
+      "repairSnapshots",
       "repositoryStats",
       "resolveSnapshotRef",
       "restore",

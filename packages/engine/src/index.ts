@@ -19,8 +19,13 @@ export type { LockInfo } from './lock.ts';
 export { isStale, listLocks, RepositoryLock } from './lock.ts';
 export type { PruneOptions, PrunePlan, PruneResult } from './prune.ts';
 export { prune } from './prune.ts';
-export type { RepairIndexOptions, RepairIndexResult } from './repair.ts';
-export { repairIndex } from './repair.ts';
+export type {
+  RepairedSnapshot,
+  RepairIndexOptions,
+  RepairIndexResult,
+  RepairSnapshotsOptions,
+} from './repair.ts';
+export { repairIndex, repairSnapshots } from './repair.ts';
 export type { InitOptions, OpenOptions } from './repository.ts';
 export { Repository } from './repository.ts';
 export type { RestoreError, RestoreOptions, RestoreResult } from './restore.ts';

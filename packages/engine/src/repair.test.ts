@@ -95,3 +95,39 @@ describe('self-heal', () => {
     expect(sha(t.out.get('data/b.bin')!.data!)).toBe(sha(files['/data/b.bin'].data));
   });
 });
+
+describe('repairSnapshots', () => {
+  it('rewrites a snapshot that lost a pack, keeping every restorable file; a second run is a no-op', async () => {
+    const { repairSnapshots } = await import('./repair.ts');
+    const backend = await setup();
+    const repo0 = await open(backend);
+    await repo0.loadIndex();
+    // Lose a pack of file data.
+    const snap0 = (await repo0.listSnapshots())[0]!;
+    const victim = [...repo0.index.entries()].find(([, l]) => l.type === 'data')![1].packId;
+    await backend.remove({ type: 'pack', name: victim });
+    await repairIndex(await open(backend));
+    expect((await checkRepository(await open(backend))).ok).toBe(false);
+    const dry = await repairSnapshots(await open(backend), { dryRun: true });
+    expect(dry.length).toBe(1);
+    expect(dry[0]!.repaired).toBeUndefined();
+    expect((await names(backend, 'snapshot')).length).toBe(1);
+    const r = await repairSnapshots(await open(backend), { forget: true });
+    expect(r[0]!.damaged.length).toBeGreaterThan(0);
+    const c = await checkRepository(await open(backend), { readData: true });
+    expect(c.findings.filter((f) => f.severity === 'error')).toEqual([]);
+    const repo = await open(backend);
+    const snap = await findSnapshot(repo, 'latest');
+    expect(snap.tags).toContain('repaired');
+    expect(snap.repairedFrom).toBe(snap0.id);
+    const t = memTarget();
+    const rr = await restore(repo, snap, t);
+    expect(rr.errors).toEqual([]);
+    // Undamaged files are intact.
+    for (const f of ['data/a.bin', 'data/b.bin']) {
+      if (!r[0]!.damaged.includes(`/${f}`))
+        expect(sha(t.out.get(f)!.data!)).toBe(sha(files[`/${f}` as keyof typeof files].data));
+    }
+    expect(await repairSnapshots(await open(backend))).toEqual([]);
+  });
+});

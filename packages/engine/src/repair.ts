@@ -1,7 +1,11 @@
 import { type Reporter, silentReporter, toForgeError } from '@backupforge/common';
+import { blobId } from './crypto/master-key.ts';
+import { sealBlob } from './format/blob-codec.ts';
 import { readPackHeader } from './format/pack.ts';
+import { encodeTree, type TreeNode } from './format/tree.ts';
 import { crashPoint } from './internal/crash.ts';
 import { RepositoryLock } from './lock.ts';
+import { PackWriter } from './pack-writer.ts';
 import type { Repository } from './repository.ts';
 
 export interface RepairIndexOptions {
@@ -90,6 +94,108 @@ export async function repairIndex(
       crashPoint('repair-index:old-index-removed');
     }
     return { packs: good.length, blobs, unreadablePacks, indexFilesWritten: written, indexFilesRemoved: old };
+  } finally {
+    await lock?.release().catch(() => {});
+  }
+}
+
+export interface RepairSnapshotsOptions {
+  /** Report what would be rewritten, write nothing. */
+  readonly dryRun?: boolean;
+  /** Remove the damaged originals after writing the repaired snapshots (default: keep both). */
+  readonly forget?: boolean;
+  readonly reporter?: Reporter;
+}
+
+export interface RepairedSnapshot {
+  readonly original: string;
+  /** The new snapshot's id (undefined for a dry run). */
+  readonly repaired: string | undefined;
+  /** Paths whose content lost blobs (kept, shortened to what remains), or whose directory was unreadable (now empty). */
+  readonly damaged: readonly string[];
+}
+
+/**
+ * Rewrites snapshots that reference missing or unreadable data (restic `repair snapshots`):
+ * a file keeps its name and the blobs that remain (its size shrinks to match), an unreadable
+ * directory becomes empty, and the new snapshot carries the tag `repaired` and lists the damaged
+ * paths. Originals stay unless `forget`. Every file that could be restored before can be
+ * restored after; running it again finds nothing to do.
+ */
+export async function repairSnapshots(
+  repo: Repository,
+  opts: RepairSnapshotsOptions = {},
+): Promise<RepairedSnapshot[]> {
+  const reporter = opts.reporter ?? silentReporter;
+  await repo.loadIndex();
+  const out: RepairedSnapshot[] = [];
+  const lock = opts.dryRun ? undefined : await RepositoryLock.acquire(repo.backend, { exclusive: false });
+  try {
+    const writer = new PackWriter(repo, { dryRun: opts.dryRun ?? false });
+    const storeTree = async (nodes: readonly TreeNode[]): Promise<string> => {
+      const bytes = encodeTree({ nodes });
+      const id = blobId(repo.keys.macKey, bytes);
+      const hex = id.toString('hex');
+      if (writer.claim(hex, 'tree'))
+        await writer.add(
+          sealBlob(repo.keys.encKey, { id, type: 'tree', data: bytes }, repo.config.compression),
+        );
+      return hex;
+    };
+    const fixTree = async (treeId: string, path: string, damaged: string[]): Promise<string> => {
+      let nodes: readonly TreeNode[];
+      try {
+        nodes = (await repo.loadTree(treeId)).nodes;
+      } catch {
+        damaged.push(path || '/');
+        return storeTree([]);
+      }
+      let changed = false;
+      const fixed = [];
+      for (const n of nodes) {
+        const p = `${path}/${n.name}`;
+        if (n.type === 'dir' && n.subtree) {
+          const sub = await fixTree(n.subtree, p, damaged);
+          if (sub !== n.subtree) changed = true;
+          fixed.push(sub === n.subtree ? n : { ...n, subtree: sub });
+        } else if (n.type === 'file' && n.content?.some((c) => !repo.index.has(c, 'data'))) {
+          const content = n.content.filter((c) => repo.index.has(c, 'data'));
+          const size = content.reduce((a, c) => a + (repo.index.lookup(c)?.rawLength ?? 0), 0);
+          damaged.push(p);
+          changed = true;
+          fixed.push({ ...n, content, size });
+        } else fixed.push(n);
+      }
+      return changed ? storeTree(fixed) : treeId;
+    };
+    for (const s of await repo.listSnapshots()) {
+      const damaged: string[] = [];
+      const root = await fixTree(s.tree, '', damaged);
+      if (root === s.tree) continue;
+      reporter({
+        type: 'warning',
+        phase: 'check',
+        path: s.id,
+        code: 'FORGE_INTEGRITY',
+        message: `snapshot ${s.id.slice(0, 8)}: ${damaged.length} damaged paths`,
+      });
+      let repaired: string | undefined;
+      if (!opts.dryRun) {
+        await writer.flush();
+        await lock?.check();
+        const { id: _id, ...body } = s;
+        repaired = await repo.saveSnapshot({
+          ...body,
+          tree: root,
+          tags: [...new Set([...s.tags, 'repaired'])],
+          repairedFrom: s.id,
+          damagedPaths: damaged,
+        });
+        if (opts.forget) await repo.removeSnapshot(s.id);
+      }
+      out.push({ original: s.id, repaired, damaged });
+    }
+    return out;
   } finally {
     await lock?.release().catch(() => {});
   }
