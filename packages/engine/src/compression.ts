@@ -64,7 +64,13 @@ export function decompress(data: Uint8Array, algorithm: CompressionAlgorithm, ra
     if (algorithm === 'none') out = data;
     else if (algorithm === 'zstd')
       out = zstdDecompressSync(data, { maxOutputLength: Math.max(rawLength, 1) });
-    else out = loadLz4().uncompressSync(data);
+    else {
+      // lz4-napi trusts the 4-byte size prefix and allocates it up front: check it first.
+      if (data.length < 4 || Buffer.from(data.buffer, data.byteOffset, 4).readUInt32LE(0) !== rawLength) {
+        throw new ForgeError('FORGE_INTEGRITY', `lz4 blob does not declare its expected size ${rawLength}`);
+      }
+      out = loadLz4().uncompressSync(data);
+    }
   } catch (e) {
     throw new ForgeError('FORGE_INTEGRITY', `blob does not decompress (${algorithm})`, { cause: e });
   }

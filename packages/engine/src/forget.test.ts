@@ -22,7 +22,11 @@ async function repoWithDays(days: number) {
 describe('forget', () => {
   it('applies a policy per host group, dry run first', async () => {
     const repo = await repoWithDays(6);
-    const dry = await forget(repo, { policy: { last: 2 }, dryRun: true, now: new Date('2026-02-01T00:00:00Z') });
+    const dry = await forget(repo, {
+      policy: { last: 2 },
+      dryRun: true,
+      now: new Date('2026-02-01T00:00:00Z'),
+    });
     expect(dry.removed).toEqual([]);
     expect(dry.groups.map((g) => [g.group.hostname, g.keep.length, g.remove.length])).toEqual([
       ['even', 2, 1],
@@ -33,7 +37,12 @@ describe('forget', () => {
     const r = await forget(repo, { policy: { last: 2 }, now: new Date('2026-02-01T00:00:00Z') });
     expect(r.removed.length).toBe(2);
     const left = await repo.listSnapshots();
-    expect(left.map((s) => s.time.slice(0, 10))).toEqual(['2026-01-03', '2026-01-04', '2026-01-05', '2026-01-06']);
+    expect(left.map((s) => s.time.slice(0, 10))).toEqual([
+      '2026-01-03',
+      '2026-01-04',
+      '2026-01-05',
+      '2026-01-06',
+    ]);
     expect((await checkRepository(repo)).ok).toBe(true);
   });
 

@@ -28,16 +28,28 @@ export function validateIndexFile(v: unknown, name: string): IndexFile {
     new ForgeError('FORGE_FORMAT', `index ${name.slice(0, 12)} ${m}`, { hint: "run 'forge repair index'" });
   if (!Array.isArray(packs)) throw bad('has no pack list');
   for (const p of packs as IndexPack[]) {
-    if (!p || typeof p.id !== 'string' || !HEX64.test(p.id) || !Array.isArray(p.blobs))
+    if (
+      !p ||
+      typeof p !== 'object' ||
+      typeof p.id !== 'string' ||
+      !HEX64.test(p.id) ||
+      !Array.isArray(p.blobs)
+    )
       throw bad('has a malformed pack entry');
     for (const b of p.blobs) {
       if (
         !b ||
+        typeof b.id !== 'string' ||
         !HEX64.test(b.id) ||
         (b.type !== 'data' && b.type !== 'tree') ||
         !Number.isSafeInteger(b.offset) ||
+        b.offset < 0 ||
         !Number.isSafeInteger(b.length) ||
+        b.length < 28 ||
+        b.length > 0xffffffff ||
         !Number.isSafeInteger(b.rawLength) ||
+        b.rawLength < 0 ||
+        b.rawLength > 0xffffffff ||
         !['none', 'zstd', 'lz4'].includes(b.compression)
       ) {
         throw bad('has a malformed blob entry');

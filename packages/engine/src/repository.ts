@@ -137,7 +137,14 @@ export class Repository {
         const bytes = await backend.load({ type: 'key', name: info.name });
         keyFiles.push({ id: info.name, kf: parseKeyFile(bytes) });
       } catch (e) {
+        // One bad key file (damaged or planted) must not lock out the others.
         if (isForgeError(e, 'FORGE_KEY_INVALID')) lastInvalid = e;
+        else if (!(e instanceof ForgeError))
+          lastInvalid = new ForgeError(
+            'FORGE_KEY_INVALID',
+            `key file ${info.name.slice(0, 12)} is malformed`,
+            { cause: e },
+          );
         else throw e;
       }
     }

@@ -10,8 +10,10 @@ export function validateSnapshot(v: unknown, id: string): Snapshot {
     typeof s.tree !== 'string' ||
     !HEX64.test(s.tree) ||
     !Array.isArray(s.paths) ||
+    !s.paths.every((p) => typeof p === 'string') ||
     typeof s.hostname !== 'string' ||
-    !Array.isArray(s.tags)
+    !Array.isArray(s.tags) ||
+    !s.tags.every((t) => typeof t === 'string')
   ) {
     throw new ForgeError('FORGE_FORMAT', `snapshot ${id.slice(0, 12)} is malformed`);
   }

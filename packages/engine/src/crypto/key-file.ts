@@ -4,6 +4,7 @@ import { hostname, userInfo } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ForgeError, InternalError } from '@backupforge/common';
 import { argon2id } from 'hash-wasm';
+import { describeValue } from '../internal/describe-value.ts';
 import { aadOf, open, seal } from './aead.ts';
 import { MASTER_KEY_LENGTH } from './master-key.ts';
 
@@ -59,15 +60,15 @@ export function parseKeyFile(bytes: Uint8Array): KeyFile {
   }
   if (!kf || typeof kf !== 'object') throw invalid('is not an object');
   const k = kf as Record<string, unknown>;
-  if (k.version !== 1) throw invalid(`has unsupported version ${String(k.version)}`);
+  if (k.version !== 1) throw invalid(`has unsupported version ${describeValue(k.version)}`);
   const kdf = k.kdf as Record<string, unknown> | undefined;
   if (!kdf || kdf.algorithm !== 'argon2id') throw invalid('uses an unknown KDF');
   if (!inRange(kdf.memoryKiB, KDF_LIMITS.memoryKiB))
-    throw invalid(`has out-of-range KDF memory ${String(kdf.memoryKiB)} KiB`);
+    throw invalid(`has out-of-range KDF memory ${describeValue(kdf.memoryKiB)} KiB`);
   if (!inRange(kdf.iterations, KDF_LIMITS.iterations))
-    throw invalid(`has out-of-range KDF iterations ${String(kdf.iterations)}`);
+    throw invalid(`has out-of-range KDF iterations ${describeValue(kdf.iterations)}`);
   if (!inRange(kdf.parallelism, KDF_LIMITS.parallelism))
-    throw invalid(`has out-of-range KDF parallelism ${String(kdf.parallelism)}`);
+    throw invalid(`has out-of-range KDF parallelism ${describeValue(kdf.parallelism)}`);
   if (typeof kdf.salt !== 'string') throw invalid('has no salt');
   const salt = Buffer.from(kdf.salt, 'base64');
   if (!inRange(salt.length, KDF_LIMITS.saltBytes)) throw invalid(`has a ${salt.length}-byte salt`);

@@ -93,6 +93,13 @@ export function openBlob(
   sealed: Uint8Array,
 ): Uint8Array {
   const hex = Buffer.from(id).toString('hex');
+  if (id.length !== 32) throw new ForgeError('FORGE_FORMAT', `blob id ${hex.slice(0, 12)} is not 32 bytes`);
+  if (!Number.isInteger(loc.rawLength) || loc.rawLength < 0 || loc.rawLength > 0xffffffff) {
+    throw new ForgeError(
+      'FORGE_FORMAT',
+      `blob ${hex.slice(0, 12)} has an impossible length ${loc.rawLength}`,
+    );
+  }
   const aad = blobAad(loc.type, loc.compression, id, loc.rawLength);
   const stored = open(keys.encKey, sealed, aad, `${loc.type} blob ${hex.slice(0, 12)}`);
   const plain = decompress(stored, loc.compression, loc.rawLength);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ForgeError } from '@backupforge/common';
-import type { CompressionSettings } from '../compression.ts';
+import { validateChunkerParams } from '../chunker/index.ts';
+import { type CompressionSettings, validateCompression } from '../compression.ts';
 import { aadOf, open, seal } from '../crypto/aead.ts';
 
 export const FORMAT_VERSION = 1;
@@ -109,13 +110,28 @@ export function decodeConfig(encKey: Uint8Array, bytes: Uint8Array, location: st
   } catch (e) {
     throw new ForgeError('FORGE_REPO_INVALID', 'repository config is not valid JSON', { cause: e });
   }
+  const incomplete = (why: string, cause?: unknown) =>
+    new ForgeError('FORGE_REPO_INVALID', `repository config is invalid: ${why}`, {
+      cause,
+      hint: 'restore the config file from a copy',
+    });
+  if (!c || typeof c !== 'object' || c.version !== version || typeof c.id !== 'string')
+    throw incomplete('missing fields');
   if (
-    c.version !== version ||
-    typeof c.id !== 'string' ||
     !c.chunker ||
+    typeof c.chunker !== 'object' ||
+    typeof c.chunker.seed !== 'string' ||
     !/^[0-9a-f]{64}$/.test(c.chunker.seed)
   ) {
-    throw new ForgeError('FORGE_REPO_INVALID', 'repository config is incomplete');
+    throw incomplete('bad chunker seed');
+  }
+  if (!Number.isSafeInteger(c.packSize) || c.packSize < 1024 * 1024 || c.packSize > 1024 * 1024 * 1024)
+    throw incomplete('bad pack size');
+  try {
+    validateChunkerParams(c.chunker);
+    validateCompression(c.compression ?? { algorithm: 'none' });
+  } catch (e) {
+    throw incomplete(e instanceof Error ? e.message : 'bad parameters', e);
   }
   return c;
 }

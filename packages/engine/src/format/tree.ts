@@ -1,4 +1,5 @@
 import { type FileMetadata, ForgeError, type NodeType } from '@backupforge/common';
+import { describeValue } from '../internal/describe-value.ts';
 
 /** One entry of a tree blob (§9), as stored (JSON). */
 export interface TreeNode {
@@ -112,33 +113,33 @@ export function decodeTree(bytes: Uint8Array, id: string): Tree {
   for (const raw of nodes) {
     const n = raw as Record<string, unknown>;
     if (!n || typeof n !== 'object' || !isSafeName(n.name))
-      throw bad(id, `has an unsafe or missing name ${JSON.stringify(n?.name)}`);
+      throw bad(id, `has an unsafe or missing name ${describeValue(n?.name)}`);
     const nameBytes = Buffer.from(n.name, 'utf8');
     if (prev && Buffer.compare(prev, nameBytes) >= 0)
-      throw bad(id, `is not sorted or has duplicate name ${JSON.stringify(n.name)}`);
+      throw bad(id, `is not sorted or has duplicate name ${describeValue(n.name)}`);
     prev = nameBytes;
     if (!NODE_TYPES.has(n.type as NodeType))
-      throw bad(id, `has an unknown node type ${JSON.stringify(n.type)}`);
+      throw bad(id, `has an unknown node type ${describeValue(n.type)}`);
     for (const k of ['mtime', 'atime', 'ctime', 'inode', 'device'] as const) {
       if (typeof n[k] !== 'string' || !DEC.test(n[k] as string))
-        throw bad(id, `has a bad ${k} for ${JSON.stringify(n.name)}`);
+        throw bad(id, `has a bad ${k} for ${describeValue(n.name)}`);
     }
     for (const k of ['mode', 'uid', 'gid', 'links'] as const) {
       if (typeof n[k] !== 'number' || !Number.isInteger(n[k]))
-        throw bad(id, `has a bad ${k} for ${JSON.stringify(n.name)}`);
+        throw bad(id, `has a bad ${k} for ${describeValue(n.name)}`);
     }
     if (n.type === 'file') {
       if (!Array.isArray(n.content) || !n.content.every((c) => typeof c === 'string' && HEX64.test(c))) {
-        throw bad(id, `has a file without valid content for ${JSON.stringify(n.name)}`);
+        throw bad(id, `has a file without valid content for ${describeValue(n.name)}`);
       }
       if (typeof n.size !== 'number' || !Number.isSafeInteger(n.size) || n.size < 0)
-        throw bad(id, `has a bad size for ${JSON.stringify(n.name)}`);
+        throw bad(id, `has a bad size for ${describeValue(n.name)}`);
     }
     if (n.type === 'dir' && (typeof n.subtree !== 'string' || !HEX64.test(n.subtree))) {
-      throw bad(id, `has a directory without subtree for ${JSON.stringify(n.name)}`);
+      throw bad(id, `has a directory without subtree for ${describeValue(n.name)}`);
     }
     if (n.type === 'symlink' && typeof n.linkTarget !== 'string')
-      throw bad(id, `has a symlink without target for ${JSON.stringify(n.name)}`);
+      throw bad(id, `has a symlink without target for ${describeValue(n.name)}`);
   }
   return t as Tree;
 }
