@@ -91,6 +91,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   const indexNames: string[] = [];
   for await (const i of repo.backend.list('index')) indexNames.push(i.name);
   const indexed = new Map<string, { id: string; loc: BlobLocation }[]>(); // pack -> blobs
+  const indexedIds = new Map<string, Set<string>>(); // pack -> ids, for duplicate detection
   const blobHome = new Map<string, string>(); // blob id -> first pack
   const goodFiles: IndexFile[] = [];
   for (const name of indexNames) {
@@ -111,12 +112,16 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
     }
     for (const p of file.packs) {
       let list = indexed.get(p.id);
-      if (!list) {
+      let ids = indexedIds.get(p.id);
+      if (!list || !ids) {
         list = [];
+        ids = new Set();
         indexed.set(p.id, list);
+        indexedIds.set(p.id, ids);
       }
       for (const b of p.blobs) {
-        if (list.some((x) => x.id === b.id)) continue; // the same pack listed by two index files
+        if (ids.has(b.id)) continue; // the same pack listed by two index files
+        ids.add(b.id);
         list.push({
           id: b.id,
           loc: {

@@ -41,7 +41,6 @@ export class PackWriter {
   #unindexed: { id: string; entries: readonly PackEntry[] }[] = [];
   /** Ids added in this session but not yet in the master index (dedup of in-flight blobs). */
   readonly #pending = new Set<string>();
-  readonly #written: string[] = [];
   #error: unknown;
   readonly stats: PackWriterStats = { packs: 0, blobs: { data: 0, tree: 0 }, rawBytes: 0, packedBytes: 0 };
   readonly #dryRun: boolean;
@@ -145,7 +144,6 @@ export class PackWriter {
       crashPoint('backup:pack-saved');
     }
     this.stats.packs++;
-    this.#written.push(pack.id);
     this.#repo.index.addPack(pack.id, pack.entries);
     for (const e of pack.entries) this.#pending.delete(e.id);
     this.#unindexed.push({ id: pack.id, entries: pack.entries });
@@ -163,11 +161,6 @@ export class PackWriter {
 
   #throwIfFailed(): void {
     if (this.#error) throw this.#error;
-  }
-
-  /** Ids of the packs stored so far. */
-  writtenPacks(): string[] {
-    return [...this.#written];
   }
 
   /** Finishes open packs, waits for uploads, writes the remaining index. */

@@ -114,16 +114,21 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     const packSizes = new Map<string, number>();
     for await (const p of repo.backend.list('pack')) packSizes.set(p.name, p.size);
     const packs = new Map<string, PackInfo>();
+    const listed = new Map<string, Set<string>>(); // pack -> blob ids already counted (a pack may be in two index files)
     const counted = new Set<string>(); // a blob stored twice counts as used once
     for (const f of files) {
       for (const p of f.packs) {
         let info = packs.get(p.id);
-        if (!info) {
+        let seen = listed.get(p.id);
+        if (!info || !seen) {
           info = { id: p.id, size: packSizes.get(p.id) ?? 0, blobs: [], used: 0, unused: 0 };
+          seen = new Set();
           packs.set(p.id, info);
+          listed.set(p.id, seen);
         }
         for (const b of p.blobs) {
-          if (info.blobs.some((x) => x.id === b.id)) continue;
+          if (seen.has(b.id)) continue;
+          seen.add(b.id);
           info.blobs.push({
             id: b.id,
             loc: {
@@ -213,14 +218,12 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
       });
     }
     await writer.flush();
-    const newPacks = writer.writtenPacks();
 
     // --- new index (kept packs; the repacked blobs' new packs are indexed by the writer), then drop the old files
     await lock!.check();
     const keepIndex = keep.map((p) => ({ id: p.id, entries: p.blobs.map((b) => ({ id: b.id, ...b.loc })) }));
     for (let i = 0; i < keepIndex.length; i += 512) await repo.saveIndex(keepIndex.slice(i, i + 512));
     crashPoint('prune:index-saved');
-    const written = new Set(newPacks);
     for (const n of indexNames) {
       await repo.backend.remove({ type: 'index', name: n });
     }
@@ -229,7 +232,7 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
 
     // --- wait for backups that may have deduplicated against data about to go
     const candidates = new Map<string, number>();
-    for (const p of [...remove, ...repack]) if (!written.has(p.id)) candidates.set(p.id, p.size);
+    for (const p of [...remove, ...repack]) candidates.set(p.id, p.size);
     for (const p of unindexed) candidates.set(p.id, p.size);
     const deadline = Date.now() + (opts.maxWaitMs ?? 0);
     const olderBackupsRunning = async () =>
