@@ -16,7 +16,7 @@ export const ExitCode = {
   REPO: 10,
   /** The repository is locked by another process. */
   LOCKED: 11,
-  /** Wrong password (or no password available). */
+  /** Wrong password, no password available, or no usable key file. */
   PASSWORD: 12,
   /** Interrupted (Ctrl-C, SIGTERM). */
   INTERRUPTED: 130,
@@ -36,6 +36,7 @@ export function exitCodeFor(code: ForgeErrorCode): ExitCodeValue {
       return ExitCode.LOCKED;
     case 'FORGE_WRONG_PASSWORD':
     case 'FORGE_PASSWORD_REQUIRED':
+    case 'FORGE_KEY_INVALID':
       return ExitCode.PASSWORD;
     case 'FORGE_ABORTED':
       return ExitCode.INTERRUPTED;

@@ -6,6 +6,7 @@ import {
   silentReporter,
   toForgeError,
 } from '@backupforge/common';
+import { parseKeyFile } from './crypto/key-file.ts';
 import { type BlobLocation, openBlob } from './format/blob-codec.ts';
 import { readPackHeader } from './format/pack.ts';
 import type { IndexFile } from './master-index.ts';
@@ -32,7 +33,8 @@ export type FindingKind =
   | 'blob-missing'
   | 'tree-damaged'
   | 'pack-unreferenced'
-  | 'blob-duplicate';
+  | 'blob-duplicate'
+  | 'key-damaged';
 
 /** One thing `check` found. Errors make the check fail; warnings and notes do not. */
 export interface CheckFinding {
@@ -82,6 +84,25 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       reporter({ type: 'warning', phase: 'check', path: f.object, code: f.code, message: f.message });
   };
   reporter({ type: 'start', phase: 'check' });
+
+  // Key files: plain JSON named by their SHA-256.
+  for await (const k of repo.backend.list('key')) {
+    try {
+      const bytes = await repo.backend.load({ type: 'key', name: k.name });
+      if (createHash('sha256').update(bytes).digest('hex') !== k.name)
+        throw new Error('does not match its name');
+      parseKeyFile(bytes);
+    } catch (e) {
+      const fe = toForgeError(e);
+      add({
+        severity: 'error',
+        kind: 'key-damaged',
+        code: 'FORGE_KEY_INVALID',
+        object: k.name,
+        message: `key file ${k.name.slice(0, 12)} is damaged: ${e instanceof Error ? e.message : fe.message}`,
+      });
+    }
+  }
 
   // Packs on storage.
   const packSizes = new Map<string, number>();

@@ -89,7 +89,7 @@ describe('Repository', () => {
     kf.masterKey = mk.toString('base64');
     await backend.save({ type: 'key', name: id! }, Buffer.from(JSON.stringify(kf)));
     await expect(Repository.open(backend, { password: 'pw' })).rejects.toMatchObject({
-      code: 'FORGE_WRONG_PASSWORD',
+      code: 'FORGE_KEY_INVALID',
     });
   });
 

@@ -7,6 +7,7 @@ import {
   type SnapshotId,
   type SnapshotRecord,
   type StorageBackend,
+  toForgeError,
 } from '@backupforge/common';
 import { validateChunkerParams } from './chunker/index.ts';
 import { type CompressionSettings, validateCompression } from './compression.ts';
@@ -66,6 +67,7 @@ export class Repository {
   readonly keyId: string;
   readonly #keys: MasterKey;
   readonly #treeCache = new Map<string, Tree>();
+  static readonly PACK_SIZE_LIMITS = [1024 * 1024, 1024 * 1024 * 1024] as const;
   #indexLoaded = false;
 
   private constructor(backend: StorageBackend, config: RepositoryConfig, keys: MasterKey, keyId: string) {
@@ -90,6 +92,12 @@ export class Repository {
     if (opts.compression) validateCompression(opts.compression);
     const config = newConfig(opts);
     validateChunkerParams(config.chunker);
+    const [minPack, maxPack] = Repository.PACK_SIZE_LIMITS;
+    if (!Number.isSafeInteger(config.packSize) || config.packSize < minPack || config.packSize > maxPack) {
+      throw new ForgeError('FORGE_USAGE', `pack size ${config.packSize} is out of range`, {
+        hint: 'use a pack size from 1 MiB to 1 GiB',
+      });
+    }
     await backend.create();
     const raw = generateMasterKey();
     const keys = splitMasterKey(raw);
@@ -135,6 +143,15 @@ export class Repository {
     for await (const info of backend.list('key')) {
       try {
         const bytes = await backend.load({ type: 'key', name: info.name });
+        if (sha256Hex(bytes) !== info.name) {
+          throw new ForgeError(
+            'FORGE_KEY_INVALID',
+            `key file ${info.name.slice(0, 12)} does not match its name (damaged)`,
+            {
+              hint: 'use another key, or restore keys/ from a copy',
+            },
+          );
+        }
         keyFiles.push({ id: info.name, kf: parseKeyFile(bytes) });
       } catch (e) {
         // One bad key file (damaged or planted) must not lock out the others.
@@ -296,12 +313,34 @@ export class Repository {
   }
 
   /** All snapshots, oldest first. */
+  /**
+   * All readable snapshots, oldest first. A damaged snapshot does not hide the others: it is
+   * left out and recorded in {@link unreadableSnapshots} (commands warn about it; `check`
+   * reports it as an error).
+   */
   async listSnapshots(): Promise<SnapshotRecord[]> {
     const names: string[] = [];
     for await (const info of this.backend.list('snapshot')) names.push(info.name);
-    const all = await mapLimit(names, 8, (n) => this.loadSnapshot(n));
-    return all.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : 1));
+    const unreadable: { id: string; error: ForgeError }[] = [];
+    const all = await mapLimit(names, 8, async (n) => {
+      try {
+        return await this.loadSnapshot(n);
+      } catch (e) {
+        if (isForgeError(e, 'FORGE_NOT_FOUND')) return undefined; // removed meanwhile (forget)
+        const fe = toForgeError(e);
+        if (fe.code !== 'FORGE_INTEGRITY' && fe.code !== 'FORGE_FORMAT') throw fe;
+        unreadable.push({ id: n, error: fe });
+        return undefined;
+      }
+    });
+    this.unreadableSnapshots = unreadable;
+    return all
+      .filter((s): s is SnapshotRecord => s !== undefined)
+      .sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : 1));
   }
+
+  /** Snapshots the last {@link listSnapshots} could not read (damaged on storage). */
+  unreadableSnapshots: readonly { readonly id: string; readonly error: ForgeError }[] = [];
 
   async removeSnapshot(id: string): Promise<void> {
     await this.backend.remove({ type: 'snapshot', name: id });
