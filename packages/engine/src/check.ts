@@ -7,9 +7,9 @@ import {
   toForgeError,
 } from '@backupforge/common';
 import { parseKeyFile } from './crypto/key-file.ts';
-import { type BlobLocation, openBlob } from './format/blob-codec.ts';
+import { openBlob } from './format/blob-codec.ts';
 import { readPackHeader } from './format/pack.ts';
-import type { IndexFile } from './master-index.ts';
+import { blobsByPack, type IndexFile } from './master-index.ts';
 import type { Repository } from './repository.ts';
 
 export interface CheckOptions {
@@ -111,15 +111,10 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   // 1. Index files, read individually so a damaged one is named.
   const indexNames: string[] = [];
   for await (const i of repo.backend.list('index')) indexNames.push(i.name);
-  const indexed = new Map<string, { id: string; loc: BlobLocation }[]>(); // pack -> blobs
-  const indexedIds = new Map<string, Set<string>>(); // pack -> ids, for duplicate detection
-  const blobHome = new Map<string, string>(); // blob id -> first pack
   const goodFiles: IndexFile[] = [];
   for (const name of indexNames) {
-    let file: IndexFile;
     try {
-      file = await repo.loadIndexFile(name);
-      goodFiles.push(file);
+      goodFiles.push(await repo.loadIndexFile(name));
     } catch (e) {
       const fe = toForgeError(e);
       add({
@@ -129,42 +124,22 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
         object: name,
         message: `index ${name.slice(0, 12)} is unreadable: ${fe.message}`,
       });
-      continue;
     }
-    for (const p of file.packs) {
-      let list = indexed.get(p.id);
-      let ids = indexedIds.get(p.id);
-      if (!list || !ids) {
-        list = [];
-        ids = new Set();
-        indexed.set(p.id, list);
-        indexedIds.set(p.id, ids);
-      }
-      for (const b of p.blobs) {
-        if (ids.has(b.id)) continue; // the same pack listed by two index files
-        ids.add(b.id);
-        list.push({
-          id: b.id,
-          loc: {
-            packId: p.id,
-            type: b.type,
-            offset: b.offset,
-            length: b.length,
-            rawLength: b.rawLength,
-            compression: b.compression,
-          },
+  }
+  const indexed = blobsByPack(goodFiles); // pack -> blobs
+  const blobHome = new Map<string, string>(); // blob id -> first pack
+  for (const [packId, blobs] of indexed) {
+    for (const b of blobs) {
+      const home = blobHome.get(b.id);
+      if (home === undefined) blobHome.set(b.id, packId);
+      else {
+        add({
+          severity: 'note',
+          kind: 'blob-duplicate',
+          code: 'FORGE_FORMAT',
+          object: b.id,
+          message: `blob ${b.id.slice(0, 12)} is stored in packs ${home.slice(0, 12)} and ${packId.slice(0, 12)}`,
         });
-        const home = blobHome.get(b.id);
-        if (home === undefined) blobHome.set(b.id, p.id);
-        else if (home !== p.id) {
-          add({
-            severity: 'note',
-            kind: 'blob-duplicate',
-            code: 'FORGE_FORMAT',
-            object: b.id,
-            message: `blob ${b.id.slice(0, 12)} is stored in packs ${home.slice(0, 12)} and ${p.id.slice(0, 12)}`,
-          });
-        }
       }
     }
   }

@@ -158,3 +158,46 @@ export class MasterIndex {
     return this.#packs.values();
   }
 }
+
+/** One blob of a pack, as index files place it. */
+export interface PackedBlob {
+  readonly id: string;
+  readonly loc: BlobLocation;
+}
+
+/**
+ * The blobs of every pack the given index files list, each blob once per pack (a pack listed by
+ * two index files is merged), in the order the files list them.
+ */
+export function blobsByPack(files: readonly IndexFile[]): Map<string, PackedBlob[]> {
+  const out = new Map<string, PackedBlob[]>();
+  const seen = new Map<string, Set<string>>();
+  for (const f of files) {
+    for (const p of f.packs) {
+      let list = out.get(p.id);
+      let ids = seen.get(p.id);
+      if (!list || !ids) {
+        list = [];
+        ids = new Set();
+        out.set(p.id, list);
+        seen.set(p.id, ids);
+      }
+      for (const b of p.blobs) {
+        if (ids.has(b.id)) continue;
+        ids.add(b.id);
+        list.push({
+          id: b.id,
+          loc: {
+            packId: p.id,
+            type: b.type,
+            offset: b.offset,
+            length: b.length,
+            rawLength: b.rawLength,
+            compression: b.compression,
+          },
+        });
+      }
+    }
+  }
+  return out;
+}

@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ForgeError, type Reporter, silentReporter, toForgeError } from '@backupforge/common';
-import type { BlobLocation } from './format/blob-codec.ts';
 import { crashPoint } from './internal/crash.ts';
 import { isStale, listLocks, lockKind, RepositoryLock } from './lock.ts';
-import type { IndexFile } from './master-index.ts';
+import { blobsByPack, type IndexFile, type PackedBlob } from './master-index.ts';
 import { PackWriter } from './pack-writer.ts';
 import type { Repository } from './repository.ts';
 
@@ -51,7 +50,7 @@ export interface PruneResult {
 interface PackInfo {
   readonly id: string;
   readonly size: number;
-  readonly blobs: { id: string; loc: BlobLocation }[];
+  readonly blobs: readonly PackedBlob[];
   used: number;
   unused: number;
 }
@@ -114,38 +113,16 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     const packSizes = new Map<string, number>();
     for await (const p of repo.backend.list('pack')) packSizes.set(p.name, p.size);
     const packs = new Map<string, PackInfo>();
-    const listed = new Map<string, Set<string>>(); // pack -> blob ids already counted (a pack may be in two index files)
     const counted = new Set<string>(); // a blob stored twice counts as used once
-    for (const f of files) {
-      for (const p of f.packs) {
-        let info = packs.get(p.id);
-        let seen = listed.get(p.id);
-        if (!info || !seen) {
-          info = { id: p.id, size: packSizes.get(p.id) ?? 0, blobs: [], used: 0, unused: 0 };
-          seen = new Set();
-          packs.set(p.id, info);
-          listed.set(p.id, seen);
-        }
-        for (const b of p.blobs) {
-          if (seen.has(b.id)) continue;
-          seen.add(b.id);
-          info.blobs.push({
-            id: b.id,
-            loc: {
-              packId: p.id,
-              type: b.type,
-              offset: b.offset,
-              length: b.length,
-              rawLength: b.rawLength,
-              compression: b.compression,
-            },
-          });
-          if (used.has(b.id) && !counted.has(b.id)) {
-            counted.add(b.id);
-            info.used += b.length;
-          } else info.unused += b.length;
-        }
+    for (const [id, blobs] of blobsByPack(files)) {
+      const info: PackInfo = { id, size: packSizes.get(id) ?? 0, blobs, used: 0, unused: 0 };
+      for (const b of blobs) {
+        if (used.has(b.id) && !counted.has(b.id)) {
+          counted.add(b.id);
+          info.used += b.loc.length;
+        } else info.unused += b.loc.length;
       }
+      packs.set(id, info);
     }
     for (const info of packs.values()) {
       if (!packSizes.has(info.id)) {
