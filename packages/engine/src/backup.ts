@@ -188,6 +188,10 @@ class BackupRun {
   readonly #inflight = new Semaphore(IN_FLIGHT_BYTES);
   readonly #gc = new GcPacer(64 * 1024 * 1024, 4 * 1024 * 1024);
   readonly #pool = new BufferPool(IN_FLIGHT_BYTES);
+  /** Small files read at the same time. */
+  readonly #smallSlots = new Semaphore(16);
+  /** The chunked path owns the shared read buffer. */
+  readonly #readLock = new Semaphore(1);
   readonly #c: Counters = {
     filesNew: 0,
     filesChanged: 0,
@@ -390,13 +394,123 @@ class BackupRun {
       this.#progress(where);
       return { node: Promise.resolve(nodeFromMetadata(name, m, { content: [...prev.content] })) };
     }
-    const read = await this.#readFile(entry, where);
+    const counted = (read: { size: number; content: Promise<string[]> } | undefined) => {
+      if (!read) return undefined;
+      if (prev) this.#c.filesChanged++;
+      else this.#c.filesNew++;
+      this.#c.files++;
+      this.#progress(where);
+      return read;
+    };
+    // Files smaller than the minimum chunk are one chunk: many are read at once, each into its
+    // own buffer, so their open/read/close calls overlap (tens of thousands of small files).
+    if (!entry.streamed && m.size < this.#repo.config.chunker.min) {
+      await this.#smallSlots.acquire();
+      const done = this.#readSmall(entry, where).finally(() => this.#smallSlots.release());
+      return {
+        node: done.then(async (r) => {
+          const read = counted(r);
+          return read
+            ? nodeFromMetadata(name, m, { content: await read.content, size: read.size })
+            : undefined;
+        }),
+      };
+    }
+    const read = counted(await this.#readLarge(entry, where));
     if (!read) return { node: Promise.resolve(undefined) };
-    if (prev) this.#c.filesChanged++;
-    else this.#c.filesNew++;
-    this.#c.files++;
-    this.#progress(where);
     return { node: read.content.then((content) => nodeFromMetadata(name, m, { content, size: read.size })) };
+  }
+
+  /** The chunked path, one file at a time (it uses the shared read buffer). */
+  async #readLarge(
+    entry: SourceEntry,
+    where: string,
+  ): Promise<{ size: number; content: Promise<string[]> } | undefined> {
+    await this.#readLock.acquire();
+    try {
+      return await this.#readFile(entry, where);
+    } finally {
+      this.#readLock.release();
+    }
+  }
+
+  /**
+   * Reads a file expected to be smaller than the minimum chunk into a buffer of its own. A file
+   * that grew past that since it was listed goes the chunked way instead.
+   */
+  async #readSmall(
+    entry: SourceEntry,
+    where: string,
+  ): Promise<{ size: number; content: Promise<string[]> } | undefined> {
+    const m = entry.meta;
+    const want = m.size + 1; // one byte more than expected shows growth
+    const cap = BufferPool.capacity(want + SEAL_OVERHEAD);
+    await this.#inflight.acquire(cap);
+    let owned = true;
+    const ab = this.#pool.get(want + SEAL_OVERHEAD);
+    const release = () => {
+      if (!owned) return;
+      owned = false;
+      this.#pool.put(ab);
+      this.#inflight.release(cap);
+    };
+    let reader: Awaited<ReturnType<NonNullable<SourceEntry['open']>>>;
+    try {
+      if (!entry.open) throw new InternalError(`file entry ${where} cannot be opened`);
+      reader = await entry.open();
+    } catch (e) {
+      release();
+      const fe = toForgeError(e);
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: fe.code,
+        message: `cannot read ${where}: ${fe.message}`,
+      });
+      return undefined;
+    }
+    let size = 0;
+    try {
+      const view = new Uint8Array(ab, 0, want);
+      while (size < want) {
+        const n = await reader.read(view.subarray(size));
+        if (n === 0) break;
+        size += n;
+      }
+    } catch (e) {
+      release();
+      const fe = toForgeError(e);
+      if (fe.code === 'FORGE_NO_SPACE' || fe.code === 'FORGE_INTERNAL') throw fe;
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: fe.code,
+        message: `error reading ${where}: ${fe.message}`,
+      });
+      return undefined;
+    } finally {
+      await reader.close().catch(() => {});
+    }
+    if (size === want) {
+      release();
+      return this.#readLarge(entry, where); // it grew: read it again, chunked (and warned about there)
+    }
+    this.#c.bytes += size;
+    if (size !== m.size) {
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: 'FORGE_IO',
+        message: `${where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
+      });
+    }
+    if (size === 0) {
+      release();
+      return { size, content: Promise.resolve([]) };
+    }
+    this.#gc.add(size);
+    owned = false; // #storeChunk returns the buffer and the budget
+    return { size, content: handled(this.#storeChunk(new Uint8Array(ab, 0, size), cap)).then((id) => [id]) };
   }
 
   /**

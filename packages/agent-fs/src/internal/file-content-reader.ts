@@ -1,5 +1,5 @@
-import { constants } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import { close, constants, fstat, open, read } from 'node:fs';
+import { promisify } from 'node:util';
 import {
   type ContentReader,
   ForgeError,
@@ -14,16 +14,30 @@ const BASE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 // O_NOATIME is Linux-only and permitted only to the file's owner (or CAP_FOWNER).
 const NOATIME = constants.O_NOATIME ?? 0;
 
-async function openNoAtime(path: string): Promise<FileHandle> {
-  if (NOATIME !== 0) {
+// Raw file descriptors with the callback API: a backup opens tens of thousands of small files,
+// and FileHandle's promise machinery costs several times more per call.
+const openAsync = promisify(open);
+const fstatAsync = promisify(fstat);
+const closeAsync = promisify(close);
+function readAsync(fd: number, buf: Uint8Array, offset: number, length: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buf, offset, length, null, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+let noAtimeRefused = NOATIME === 0;
+
+async function openNoAtime(path: string): Promise<number> {
+  if (!noAtimeRefused) {
     try {
-      return await open(path, BASE_FLAGS | NOATIME);
+      return await openAsync(path, BASE_FLAGS | NOATIME);
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       if (code !== 'EPERM' && code !== 'EINVAL') throw e;
+      if (code === 'EINVAL') noAtimeRefused = true; // the kernel does not know the flag
     }
   }
-  return open(path, BASE_FLAGS);
+  return openAsync(path, BASE_FLAGS);
 }
 
 /**
@@ -31,33 +45,40 @@ async function openNoAtime(path: string): Promise<FileHandle> {
  * touch access times) and falls back silently when the kernel refuses it.
  */
 export async function openFileReader(path: string): Promise<ContentReader> {
-  let handle: FileHandle;
+  let fd: number;
   try {
-    handle = await openNoAtime(path);
+    fd = await openNoAtime(path);
   } catch (e) {
     throw toForgeError(e, `opening ${path}`);
   }
   try {
-    const st = await handle.stat();
+    const st = await fstatAsync(fd);
     if (!st.isFile()) {
       throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${path} is no longer a regular file`, {
         hint: 'the file was replaced while the backup ran; run the backup again',
       });
     }
   } catch (e) {
-    await handle.close().catch(() => undefined);
+    await closeAsync(fd).catch(() => undefined);
     throw toForgeError(e, `opening ${path}`);
   }
   let closed = false;
+  let eof = false;
   return {
     async read(buf: Uint8Array): Promise<number> {
       if (closed) throw new InternalError(`read after close of ${path}`);
+      if (eof) return 0;
       let got = 0;
       try {
         while (got < buf.length) {
-          const { bytesRead } = await handle.read(buf, got, buf.length - got, null);
-          if (bytesRead === 0) break;
-          got += bytesRead;
+          const want = buf.length - got;
+          const n = await readAsync(fd, buf, got, want);
+          got += n;
+          // A regular file reads short only at its end: no extra call to learn that.
+          if (n < want) {
+            eof = true;
+            break;
+          }
         }
       } catch (e) {
         throw toForgeError(e, `reading ${path}`);
@@ -67,7 +88,7 @@ export async function openFileReader(path: string): Promise<ContentReader> {
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      await handle.close();
+      await closeAsync(fd);
     },
   };
 }
