@@ -10,6 +10,7 @@ import {
 } from '@backupforge/common';
 import { findNode, splitPath } from './browse.ts';
 import { metadataFromNode, type TreeNode } from './format/tree.ts';
+import { Semaphore } from './internal/concurrency.ts';
 import type { Repository } from './repository.ts';
 
 export interface RestoreOptions {
@@ -40,7 +41,9 @@ export interface RestoreResult {
   readonly verified: number;
 }
 
-const PREFETCH = 4;
+/** Blobs loaded ahead per file, and files restored at once: at most 8 × 2 chunks (≤ 64 MiB) in memory. */
+const PREFETCH = 2;
+const FILES_IN_PARALLEL = 8;
 /** Errors that make going on pointless. */
 const FATAL = new Set<ForgeErrorCode>([
   'FORGE_NO_SPACE',
@@ -66,7 +69,9 @@ export async function restore(
   const start = await findNode(repo, snapshot, opts.subpath ?? '/');
   const basePath = `/${splitPath(opts.subpath ?? '/').join('/')}`;
   const errors: RestoreError[] = [];
-  const links = new Map<string, string[]>();
+  /** First restored name of each hardlinked inode, and whether restoring it worked. */
+  const links = new Map<string, { rel: string[]; done: Promise<boolean> }>();
+  const fileSlots = new Semaphore(FILES_IN_PARALLEL);
   const restoredFiles: { rel: string[]; node: TreeNode }[] = [];
   let files = 0;
   let dirs = 0;
@@ -99,16 +104,33 @@ export async function restore(
 
   const restoreFile = async (abs: string, rel: string[], node: TreeNode) => {
     const meta = metadataFromNode(node);
+    let settle: ((ok: boolean) => void) | undefined;
     if (node.links > 1) {
       const key = `${node.device}:${node.inode}`;
       const first = links.get(key);
-      if (first) {
-        await target.hardlink(rel, first, meta);
+      if (first && (await first.done)) {
+        await target.hardlink(rel, first.rel, meta);
         files++;
         return;
       }
-      links.set(key, rel);
+      // The first name of this inode (or the first one failed): restore the content here.
+      links.set(key, { rel, done: new Promise<boolean>((r) => (settle = r)) });
     }
+    try {
+      await writeFile(abs, rel, node, meta);
+      settle?.(true);
+    } catch (e) {
+      settle?.(false);
+      throw e;
+    }
+  };
+
+  const writeFile = async (
+    abs: string,
+    rel: string[],
+    node: TreeNode,
+    meta: ReturnType<typeof metadataFromNode>,
+  ) => {
     const w = await target.file(rel, meta);
     const ids = node.content ?? [];
     const loads: Promise<Uint8Array>[] = [];
@@ -140,12 +162,17 @@ export async function restore(
       restoredFiles.push({ rel, node });
     } catch (e) {
       await w.abort().catch(() => {});
-      if (node.links > 1) links.delete(`${node.device}:${node.inode}`);
       throw e;
     }
   };
 
-  const visit = async (abs: string, rel: string[], node: TreeNode, included: boolean): Promise<void> => {
+  const visit = async (
+    abs: string,
+    rel: string[],
+    node: TreeNode,
+    included: boolean,
+    pending: Promise<void>[],
+  ): Promise<void> => {
     if (opts.exclude?.(abs)) return;
     const inc = included || !opts.include || opts.include(abs);
     if (node.type === 'dir') {
@@ -154,13 +181,20 @@ export async function restore(
       try {
         if (inc) await ensureDirs();
         const tree = node.subtree ? await repo.loadTree(node.subtree) : { nodes: [] };
-        for (const child of tree.nodes) {
-          await visit(
-            abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
-            [...rel, child.name],
-            child,
-            inc,
-          );
+        const mine: Promise<void>[] = [];
+        try {
+          for (const child of tree.nodes) {
+            await visit(
+              abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
+              [...rel, child.name],
+              child,
+              inc,
+              mine,
+            );
+          }
+        } finally {
+          // Files still being written finish before the directory gets its final mode and times.
+          await Promise.all(mine);
         }
       } catch (e) {
         fail(abs, e);
@@ -179,8 +213,14 @@ export async function restore(
     if (!inc) return;
     try {
       await ensureDirs();
-      if (node.type === 'file') await restoreFile(abs, rel, node);
-      else if (node.type === 'symlink') await target.symlink(rel, metadataFromNode(node));
+      if (node.type === 'file') {
+        await fileSlots.acquire();
+        const task = restoreFile(abs, rel, node)
+          .catch((e) => fail(abs, e))
+          .finally(() => fileSlots.release());
+        task.catch(() => {});
+        pending.push(task);
+      } else if (node.type === 'symlink') await target.symlink(rel, metadataFromNode(node));
       else await target.special(rel, metadataFromNode(node));
     } catch (e) {
       fail(abs, e);
@@ -190,19 +230,25 @@ export async function restore(
   reporter({ type: 'start', phase: 'restore' });
   await target.prepare();
   try {
-    if (start.type === 'dir') {
-      // The target itself stands for the start directory: restore its children into it.
-      const tree = start.subtree ? await repo.loadTree(start.subtree) : { nodes: [] };
-      for (const child of tree.nodes) {
-        await visit(
-          basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
-          [child.name],
-          child,
-          false,
-        );
+    const top: Promise<void>[] = [];
+    try {
+      if (start.type === 'dir') {
+        // The target itself stands for the start directory: restore its children into it.
+        const tree = start.subtree ? await repo.loadTree(start.subtree) : { nodes: [] };
+        for (const child of tree.nodes) {
+          await visit(
+            basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
+            [child.name],
+            child,
+            false,
+            top,
+          );
+        }
+      } else {
+        await visit(basePath, [start.name], start, false, top);
       }
-    } else {
-      await visit(basePath, [start.name], start, false);
+    } finally {
+      await Promise.all(top);
     }
     progress('', true);
     let verified = 0;
