@@ -60,10 +60,9 @@ export function validateIndexFile(v: unknown, name: string): IndexFile {
 }
 
 /**
- * The in-memory map from blob id to location, merged from all index files.
- *
- * Memory: one Map entry per blob (a 64-char key plus a small record); a later version packs
- * this into typed arrays (≤ 64 bytes per entry).
+ * The in-memory map from blob id to location, merged from all index files: the simple
+ * reference implementation (a Map, ~180 bytes per blob). Repositories use `CompactIndex`
+ * (internal/compact-index.ts, ~55 bytes per blob), whose tests check it against this one.
  */
 export class MasterIndex {
   readonly #blobs = new Map<string, BlobLocation>();
