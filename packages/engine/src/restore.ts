@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import {
   ForgeError,
   type ForgeErrorCode,
@@ -9,6 +8,7 @@ import {
   toForgeError,
 } from '@backupforge/common';
 import { findNode, splitPath } from './browse.ts';
+import { blobId } from './crypto/master-key.ts';
 import { metadataFromNode, type TreeNode } from './format/tree.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import type { Repository } from './repository.ts';
@@ -286,7 +286,7 @@ async function verifyFiles(
             if (n === 0) break;
             got += n;
           }
-          const actual = createHmac('sha256', repo.keys.macKey).update(buf.subarray(0, got)).digest('hex');
+          const actual = blobId(repo.keys.macKey, buf.subarray(0, got)).toString('hex');
           if (got !== loc.rawLength || actual !== id) {
             throw new ForgeError('FORGE_INTEGRITY', `restored file ${path} differs from the snapshot`, {
               hint: 'restore it again',

@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ForgeError } from '@backupforge/common';
+import { keyObject } from './key-object.ts';
 
 export const NONCE_LENGTH = 12;
 export const TAG_LENGTH = 16;
@@ -19,7 +20,7 @@ export function seal(
   out?: Uint8Array,
 ): Uint8Array {
   const iv = nonce ?? randomBytes(NONCE_LENGTH);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  const cipher = createCipheriv('aes-256-gcm', keyObject(key), iv);
   cipher.setAAD(aad);
   const ct = cipher.update(plaintext);
   const fin = cipher.final();
@@ -46,7 +47,7 @@ export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, what 
   const iv = buf.subarray(0, NONCE_LENGTH);
   const tag = buf.subarray(buf.length - TAG_LENGTH);
   const ct = buf.subarray(NONCE_LENGTH, buf.length - TAG_LENGTH);
-  const decipher = createDecipheriv('aes-256-gcm', key, iv);
+  const decipher = createDecipheriv('aes-256-gcm', keyObject(key), iv);
   decipher.setAAD(aad);
   decipher.setAuthTag(tag);
   try {

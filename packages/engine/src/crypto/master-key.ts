@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import { keyObject } from './key-object.ts';
 
 /** The repository's secret keys: `encKey` for AEAD, `macKey` for blob ids. */
 export interface MasterKey {
@@ -19,5 +20,5 @@ export function splitMasterKey(raw: Uint8Array): MasterKey {
 
 /** Blob id: HMAC-SHA256 of the plaintext under the MAC key. */
 export function blobId(macKey: Uint8Array, plaintext: Uint8Array): Buffer {
-  return createHmac('sha256', macKey).update(plaintext).digest();
+  return createHmac('sha256', keyObject(macKey)).update(plaintext).digest();
 }

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent, Stats } from 'node:fs';
+import { close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import type {
   BackendProperties,
   ByteRange,
@@ -60,6 +62,8 @@ export function createLocalBackend(options: LocalBackendOptions): StorageBackend
 
 class LocalBackend implements StorageBackend {
   readonly #root: string;
+  /** Open pack files, least recently used first. */
+  readonly #fds = new Map<string, { fd: number; size: number; refs: number }>();
   readonly location: string;
 
   constructor(options: LocalBackendOptions) {
@@ -96,6 +100,7 @@ class LocalBackend implements StorageBackend {
   async save(handle: ObjectHandle, data: Uint8Array): Promise<void> {
     checkHandle(handle);
     const file = this.#file(handle);
+    if (handle.type === 'pack') await this.#evict(file);
     const dir = dirname(file);
     const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     let fh: FileHandle | undefined;
@@ -124,16 +129,17 @@ class LocalBackend implements StorageBackend {
   async load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
     checkHandle(handle);
     const file = this.#file(handle);
-    let fh: FileHandle | undefined;
+    // Packs are written once and read in many small ranges (restore, check): keep a few open.
+    const pack = handle.type === 'pack';
+    let fd: { fd: number; size: number } | undefined;
     try {
-      fh = await open(file, 'r');
-      const { size } = await fh.stat();
-      const { offset, length } = range ?? { offset: 0, length: size };
-      checkRange({ offset, length }, size, file);
+      fd = pack ? await this.#packFd(file) : await openFd(file);
+      const { offset, length } = range ?? { offset: 0, length: fd.size };
+      checkRange({ offset, length }, fd.size, file);
       const out = new Uint8Array(length);
       let done = 0;
       while (done < length) {
-        const { bytesRead } = await fh.read(out, done, length - done, offset + done);
+        const bytesRead = await readFd(fd.fd, out, done, length - done, offset + done);
         if (bytesRead === 0) {
           throw new ForgeError(
             ForgeErrorCodes.FORGE_RANGE,
@@ -146,8 +152,53 @@ class LocalBackend implements StorageBackend {
     } catch (e) {
       throw toForgeError(e, `cannot load ${file}`);
     } finally {
-      await fh?.close().catch(() => {});
+      if (fd) {
+        if (pack) this.#releasePackFd(file);
+        else await closeFd(fd.fd).catch(() => {});
+      }
     }
+  }
+
+  async #packFd(file: string): Promise<{ fd: number; size: number }> {
+    const hit = this.#fds.get(file);
+    if (hit) {
+      hit.refs++;
+      this.#fds.delete(file); // re-insert: Map order is the LRU order
+      this.#fds.set(file, hit);
+      return hit;
+    }
+    const opened = await openFd(file);
+    const raced = this.#fds.get(file);
+    if (raced) {
+      await closeFd(opened.fd).catch(() => {});
+      raced.refs++;
+      return raced;
+    }
+    const entry = { ...opened, refs: 1 };
+    this.#fds.set(file, entry);
+    for (const [f, e] of this.#fds) {
+      if (this.#fds.size <= MAX_OPEN_PACKS) break;
+      if (e.refs === 0) {
+        this.#fds.delete(f);
+        await closeFd(e.fd).catch(() => {});
+      }
+    }
+    return entry;
+  }
+
+  #releasePackFd(file: string): void {
+    const e = this.#fds.get(file);
+    if (e) e.refs--;
+  }
+
+  /** Forgets a cached descriptor (the pack was removed or replaced). */
+  async #evict(file: string): Promise<void> {
+    const e = this.#fds.get(file);
+    if (!e) return;
+    this.#fds.delete(file);
+    if (e.refs === 0) await closeFd(e.fd).catch(() => {});
+    // else: in use; the reader's close path no longer finds it and the fd leaks until exit —
+    // acceptable for the rare remove-while-reading, and never yields wrong data (positional reads).
   }
 
   async stat(handle: ObjectHandle): Promise<ObjectInfo> {
@@ -186,6 +237,7 @@ class LocalBackend implements StorageBackend {
   async remove(handle: ObjectHandle): Promise<void> {
     checkHandle(handle);
     const file = this.#file(handle);
+    if (handle.type === 'pack') await this.#evict(file);
     try {
       await unlink(file);
     } catch (e) {
@@ -194,7 +246,11 @@ class LocalBackend implements StorageBackend {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    const all = [...this.#fds.values()];
+    this.#fds.clear();
+    await Promise.all(all.map((e) => closeFd(e.fd).catch(() => {})));
+  }
 
   #file(handle: ObjectHandle): string {
     return join(this.#root, objectKey(handle));
@@ -301,4 +357,32 @@ async function syncCreatedChain(dir: string, firstCreated: string): Promise<void
 
 function errnoOf(e: unknown): string | undefined {
   return e && typeof e === 'object' && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+const MAX_OPEN_PACKS = 32;
+const fsOpenAsync = promisify(fsOpen);
+const fsFstatAsync = promisify(fsFstat);
+const closeFd = promisify(fsClose);
+
+/** Opens a file read-only with the callback API (cheaper than FileHandle for many small reads). */
+async function openFd(file: string): Promise<{ fd: number; size: number }> {
+  const fd = await fsOpenAsync(file, 'r');
+  try {
+    return { fd, size: (await fsFstatAsync(fd)).size };
+  } catch (e) {
+    await closeFd(fd).catch(() => {});
+    throw e;
+  }
+}
+
+function readFd(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
+  return new Promise((res, rej) =>
+    fsRead(fd, buf, offset, length, position, (err, n) => (err ? rej(err) : res(n))),
+  );
 }
