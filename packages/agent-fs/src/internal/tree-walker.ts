@@ -41,7 +41,12 @@ interface DirFrame {
   readonly names: readonly string[];
   readonly targetDevice: bigint;
   index: number;
+  /** lstat calls started ahead of the walk (by name index), so their latencies overlap. */
+  readonly ahead: Map<number, Promise<BigIntStats>>;
 }
+
+/** How many lstat calls run ahead of the entry being yielded. */
+const LSTAT_AHEAD = 32;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -167,7 +172,7 @@ export class TreeWalker {
       if (this.#config.matcher.excludes(childAbs)) continue;
       let childSt: BigIntStats;
       try {
-        childSt = await lstat(childAbs, { bigint: true });
+        childSt = await this.#statAhead(top, top.index - 1);
       } catch (e) {
         yield warning(childAbs, e, 'lstat');
         continue;
@@ -175,6 +180,26 @@ export class TreeWalker {
       const frame = yield* this.#emit(childAbs, [...top.path, name], childSt, top.targetDevice);
       if (frame) stack.push(frame);
     }
+  }
+
+  /**
+   * The lstat of `frame.names[i]`, started earlier when possible; also starts the next ones.
+   * Entries stay in order: only the system calls overlap.
+   */
+  #statAhead(frame: DirFrame, i: number): Promise<BigIntStats> {
+    const statOf = (j: number): Promise<BigIntStats> =>
+      lstat(joinAbs(frame.abs, frame.names[j] as string), { bigint: true });
+    let p = frame.ahead.get(i);
+    frame.ahead.delete(i);
+    p ??= statOf(i);
+    for (let j = i + 1; j < Math.min(frame.names.length, i + 1 + LSTAT_AHEAD); j++) {
+      if (frame.ahead.has(j) || this.#config.matcher.excludes(joinAbs(frame.abs, frame.names[j] as string)))
+        continue;
+      const q = statOf(j);
+      q.catch(() => {}); // reported when its turn comes
+      frame.ahead.set(j, q);
+    }
+    return p;
   }
 
   /** Yields the entry for one node; for a directory to descend into, returns its frame. */
@@ -241,7 +266,7 @@ export class TreeWalker {
       // restic semantics: the directory and its tag file stay, everything else is excluded.
       if (tag !== undefined) names = [tag];
     }
-    return { abs, path, names, targetDevice, index: 0 };
+    return { abs, path, names, targetDevice, index: 0, ahead: new Map() };
   }
 
   #meta(st: BigIntStats, type: FileMetadata['type'], linkTarget?: string): FileMetadata {
