@@ -613,7 +613,10 @@ class BackupRun {
   async #storeChunk(chunk: Uint8Array, cap: number): Promise<string> {
     let back: ArrayBuffer | undefined;
     try {
-      const { id, data } = await this.#processor.hash(chunk);
+      // The id is computed here (HMAC-SHA256 runs at ~1.6 GiB/s): the worker then only compresses
+      // and encrypts new chunks, one round trip instead of two.
+      const id = blobId(this.#repo.keys.macKey, chunk);
+      const data = chunk;
       back = data.buffer as ArrayBuffer;
       const hex = id.toString('hex');
       if (this.#writer.claim(hex, 'data')) {
