@@ -11,7 +11,6 @@ import { findNode, splitPath } from './browse.ts';
 import { blobId } from './crypto/master-key.ts';
 import { metadataFromNode, type TreeNode } from './format/tree.ts';
 import { Semaphore } from './internal/concurrency.ts';
-import { GcPacer } from './internal/gc.ts';
 import type { Repository } from './repository.ts';
 
 export interface RestoreOptions {
@@ -73,8 +72,6 @@ export async function restore(
   /** First restored name of each hardlinked inode, and whether restoring it worked. */
   const links = new Map<string, { rel: string[]; done: Promise<boolean> }>();
   const fileSlots = new Semaphore(FILES_IN_PARALLEL);
-  // Every blob read allocates its sealed, decrypted and decompressed forms: collect them young.
-  const gc = new GcPacer(128 * 1024 * 1024, 8 * 1024 * 1024);
   const restoredFiles: { rel: string[]; node: TreeNode }[] = [];
   let files = 0;
   let dirs = 0;
@@ -152,7 +149,6 @@ export async function restore(
         await w.write(data, offset);
         offset += data.length;
         bytes += data.length;
-        gc.add(data.length);
         progress(abs);
       }
       if (offset !== (node.size ?? 0)) {
