@@ -1,6 +1,7 @@
 import { hostname as osHostname, userInfo } from 'node:os';
 import {
   type BackupSource,
+  type ContentReader,
   type FileMetadata,
   ForgeError,
   InternalError,
@@ -421,6 +422,23 @@ class BackupRun {
     return { node: read.content.then((content) => nodeFromMetadata(name, m, { content, size: read.size })) };
   }
 
+  /** Opens a file's content, or warns (the backup goes on, partial) and returns undefined. */
+  async #open(entry: SourceEntry, where: string): Promise<ContentReader | undefined> {
+    try {
+      if (!entry.open) throw new InternalError(`file entry ${where} cannot be opened`);
+      return await entry.open();
+    } catch (e) {
+      const fe = toForgeError(e);
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: fe.code,
+        message: `cannot read ${where}: ${fe.message}`,
+      });
+      return undefined;
+    }
+  }
+
   /** The chunked path, one file at a time (it uses the shared read buffer). */
   async #readLarge(
     entry: SourceEntry,
@@ -454,19 +472,9 @@ class BackupRun {
       this.#pool.put(ab);
       this.#inflight.release(cap);
     };
-    let reader: Awaited<ReturnType<NonNullable<SourceEntry['open']>>>;
-    try {
-      if (!entry.open) throw new InternalError(`file entry ${where} cannot be opened`);
-      reader = await entry.open();
-    } catch (e) {
+    const reader = await this.#open(entry, where);
+    if (!reader) {
       release();
-      const fe = toForgeError(e);
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: fe.code,
-        message: `cannot read ${where}: ${fe.message}`,
-      });
       return undefined;
     }
     let size = 0;
@@ -531,20 +539,8 @@ class BackupRun {
     const cap = cfg.max + READ_SIZE;
     if (!this.#readBuf || this.#readBuf.length < cap) this.#readBuf = Buffer.allocUnsafe(cap);
     const buf = this.#readBuf;
-    let reader: Awaited<ReturnType<NonNullable<SourceEntry['open']>>>;
-    try {
-      if (!entry.open) throw new InternalError(`file entry ${where} cannot be opened`);
-      reader = await entry.open();
-    } catch (e) {
-      const fe = toForgeError(e);
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: fe.code,
-        message: `cannot read ${where}: ${fe.message}`,
-      });
-      return undefined;
-    }
+    const reader = await this.#open(entry, where);
+    if (!reader) return undefined;
     const parts: Promise<string>[] = [];
     let size = 0;
     let start = 0;
