@@ -114,7 +114,12 @@ export async function restore(
         return;
       }
       // The first name of this inode (or the first one failed): restore the content here.
-      links.set(key, { rel, done: new Promise<boolean>((r) => (settle = r)) });
+      links.set(key, {
+        rel,
+        done: new Promise<boolean>((r) => {
+          settle = r;
+        }),
+      });
     }
     try {
       await writeFile(abs, rel, node, meta);
