@@ -123,7 +123,6 @@ export async function backup(
   const lock = opts.dryRun ? undefined : await RepositoryLock.acquire(repo.backend, { exclusive: false });
   const processor = createBlobProcessor({
     encKey: repo.keys.encKey,
-    macKey: repo.keys.macKey,
     compression: repo.config.compression,
     ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
   });

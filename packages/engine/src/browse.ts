@@ -1,5 +1,5 @@
 import { ForgeError, type SnapshotRecord } from '@backupforge/common';
-import { metadataFromNode, type TreeNode } from './format/tree.ts';
+import type { TreeNode } from './format/tree.ts';
 import type { Repository } from './repository.ts';
 import { resolveSnapshotRef, type SnapshotFilter } from './snapshot-filter.ts';
 
@@ -165,5 +165,3 @@ export async function* diffSnapshots(
   }
   yield* cmp('', a.tree, b.tree);
 }
-
-export { metadataFromNode };

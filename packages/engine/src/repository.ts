@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import {
   ForgeError,
   isForgeError,
@@ -429,9 +428,4 @@ async function exists(backend: StorageBackend, h: ObjectHandle): Promise<boolean
     if (isForgeError(e, 'FORGE_NOT_FOUND')) return false;
     throw e;
   }
-}
-
-/** SHA-256 helper re-exported for callers that verify object names. */
-export function objectId(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -4,12 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { InternalError } from '@backupforge/common';
 import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
-import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
 
 export interface BlobProcessor {
-  /** Keyed id of `data`. `data` must own its ArrayBuffer (it may be transferred and returned). */
-  hash(data: Uint8Array): Promise<{ id: Buffer; data: Uint8Array }>;
   /**
    * Compress + encrypt. `data` may be transferred away: don't use it afterwards. When its
    * ArrayBuffer has room, the sealed bytes come back in that same buffer.
@@ -20,7 +17,6 @@ export interface BlobProcessor {
 
 export interface ProcessorOptions {
   readonly encKey: Uint8Array;
-  readonly macKey: Uint8Array;
   readonly compression: CompressionSettings;
   /** Worker threads; 0 runs everything on the calling thread. Default: cores - 1 (at least 1). */
   readonly workers?: number;
@@ -29,9 +25,6 @@ export interface ProcessorOptions {
 /** Same-thread implementation (tests, tiny jobs, environments without workers). */
 export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
   return {
-    async hash(data) {
-      return { id: blobId(opts.macKey, data), data };
-    },
     async seal(id, type, data) {
       return sealBlob(opts.encKey, { id, type, data }, opts.compression, true);
     },
@@ -64,7 +57,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   let failed: Error | undefined;
   for (let i = 0; i < n; i++) {
     const w = new Worker(url, {
-      workerData: { encKey: opts.encKey, macKey: opts.macKey, compression: opts.compression },
+      workerData: { encKey: opts.encKey, compression: opts.compression },
       execArgv: fromSource
         ? ['--conditions=@backupforge/source', '--disable-warning=ExperimentalWarning']
         : [],
@@ -103,13 +96,9 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       : [];
   }
   return {
-    async hash(data) {
-      const r = await post<{ id: Uint8Array; data: Uint8Array }>({ op: 'hash', data }, transferable(data));
-      return { id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.byteLength), data: r.data };
-    },
     async seal(id, type, data) {
       const r = await post<{ sealed: Uint8Array; compression: CompressionAlgorithm; rawLength: number }>(
-        { op: 'seal', data, id, type },
+        { data, id, type },
         transferable(data),
       );
       return {
