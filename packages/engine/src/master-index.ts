@@ -1,6 +1,6 @@
 import { ForgeError } from '@backupforge/common';
 import type { CompressionAlgorithm } from './compression.ts';
-import type { BlobLocation, BlobType } from './format/blob-codec.ts';
+import { type BlobLocation, type BlobType, locationIn } from './format/blob-codec.ts';
 import type { PackEntry } from './format/pack.ts';
 
 /** One pack and its blobs, as index files list them (§7). */
@@ -81,14 +81,7 @@ export class MasterIndex {
   addPack(packId: string, entries: readonly (PackEntry | IndexPack['blobs'][number])[]): void {
     this.#packs.add(packId);
     for (const e of entries) {
-      const loc: BlobLocation = {
-        packId,
-        type: e.type,
-        offset: e.offset,
-        length: e.length,
-        rawLength: e.rawLength,
-        compression: e.compression,
-      };
+      const loc = locationIn(packId, e);
       const first = this.#blobs.get(e.id);
       if (!first) {
         this.#blobs.set(e.id, loc);
@@ -186,14 +179,7 @@ export function blobsByPack(files: readonly IndexFile[]): Map<string, PackedBlob
         ids.add(b.id);
         list.push({
           id: b.id,
-          loc: {
-            packId: p.id,
-            type: b.type,
-            offset: b.offset,
-            length: b.length,
-            rawLength: b.rawLength,
-            compression: b.compression,
-          },
+          loc: locationIn(p.id, b),
         });
       }
     }

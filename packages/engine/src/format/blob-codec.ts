@@ -31,6 +31,21 @@ export interface BlobLocation {
   readonly compression: CompressionAlgorithm;
 }
 
+/** The location of `entry` (an index-file or pack-header entry) in pack `packId`. */
+export function locationIn(
+  packId: string,
+  entry: Pick<BlobLocation, 'type' | 'offset' | 'length' | 'rawLength' | 'compression'>,
+): BlobLocation {
+  return {
+    packId,
+    type: entry.type,
+    offset: entry.offset,
+    length: entry.length,
+    rawLength: entry.rawLength,
+    compression: entry.compression,
+  };
+}
+
 export function blobAad(
   type: BlobType,
   compression: CompressionAlgorithm,

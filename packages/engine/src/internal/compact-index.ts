@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { ForgeError } from '@backupforge/common';
 import type { CompressionAlgorithm } from '../compression.ts';
-import type { BlobLocation, BlobType } from '../format/blob-codec.ts';
+import { type BlobLocation, type BlobType, locationIn } from '../format/blob-codec.ts';
 import type { PackEntry } from '../format/pack.ts';
 import type { IndexFile, IndexPack } from '../master-index.ts';
 
@@ -179,14 +179,7 @@ export class CompactIndex {
         r[b + 8] = word | META_ALT;
       }
       if (!alts.some((a) => a.packId === packId)) {
-        alts.push({
-          packId,
-          type: e.type,
-          offset: e.offset,
-          length: e.length,
-          rawLength: e.rawLength,
-          compression: e.compression,
-        });
+        alts.push(locationIn(packId, e));
       }
     }
   }
@@ -429,14 +422,7 @@ export class CompactIndex {
       if (wasOdd) this.#odd.delete(hex);
     } else {
       r[b + 8] = (ord << 8) | META_ODD | alt;
-      this.#odd.set(hex, {
-        packId,
-        type: e.type,
-        offset: e.offset,
-        length: e.length,
-        rawLength: e.rawLength,
-        compression: e.compression,
-      });
+      this.#odd.set(hex, locationIn(packId, e));
     }
   }
 
