@@ -50,15 +50,6 @@ describe('openBackend', () => {
     });
   });
 
-  it.each(['s3:s3.amazonaws.com/bucket', 'sftp:user@host:/srv', 'rclone:remote:path', 'rest:https://host/'])(
-    'rejects the planned backend %j as not available yet, with a hint',
-    async (location) => {
-      const error = await usageError(location);
-      expect(error.message).toMatch(/backend is not available yet/);
-      expect(error.hint).toBeTruthy();
-    },
-  );
-
   it('rejects an unknown scheme, naming the accepted forms', async () => {
     const error = await usageError('ftp:host/path');
     expect(error.message).toContain("'ftp:'");

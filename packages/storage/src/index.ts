@@ -7,4 +7,5 @@ export type {
   StorageBackend,
 } from '@backupforge/common';
 export type { LocalBackendOptions } from './local/local-backend.ts';
+export type { OpenBackendOptions } from './open-backend.ts';
 export { openBackend } from './open-backend.ts';

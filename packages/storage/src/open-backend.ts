@@ -2,16 +2,27 @@ import { isAbsolute, resolve } from 'node:path';
 import type { StorageBackend } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
 
-/** Backends BackupForge will support; each gets its own subpath (`@backupforge/storage/s3`) when it lands. */
-const PLANNED_SCHEMES = ['s3', 'sftp', 'rclone', 'rest'] as const;
-const ACCEPTED_FORMS = "a directory path ('/srv/backup', './repo'), 'local:<path>' or 'memory:'";
+const ACCEPTED_FORMS =
+  "a directory path ('/srv/backup', './repo'), 'local:<path>', 's3:https://host/bucket/prefix', " +
+  "'s3:bucket/prefix', 'sftp:user@host[:port]/path', 'rclone:remote:path', 'rest:http(s)://host/path' or 'memory:'";
+
+/** What a remote backend may need beyond its location. Secrets come from `env`, never the location. */
+export interface OpenBackendOptions {
+  /** Where credentials and settings are read from (AWS_*, SSH_AUTH_SOCK, …). Defaults to `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** SFTP: accept any host key instead of checking known_hosts. Reported through `onWarning`. */
+  readonly insecureHostKey?: boolean;
+  /** Things the user should see (an unchecked host key, a deprecated form). */
+  readonly onWarning?: (message: string) => void;
+}
 
 /**
  * Opens the backend for a repository location, as given on the command line:
  *
  * - a plain path, or `local:<path>`: a directory on this machine (relative paths resolve against
  *   the current directory);
- * - `memory:`: an empty in-memory backend, gone when the process exits.
+ * - `memory:`: an empty in-memory backend, gone when the process exits;
+ * - `s3:`, `sftp:`, `rclone:`, `rest:`: remote backends (see each subpath's README section).
  *
  * It only opens: it creates nothing and checks nothing on disk. Each implementation is imported
  * on first use, so code that never touches a kind of backend never loads it.
@@ -21,7 +32,10 @@ const ACCEPTED_FORMS = "a directory path ('/srv/backup', './repo'), 'local:<path
  * for await (const { name } of backend.list('snapshot')) console.log(name);
  * ```
  */
-export async function openBackend(location: string): Promise<StorageBackend> {
+export async function openBackend(
+  location: string,
+  options: OpenBackendOptions = {},
+): Promise<StorageBackend> {
   if (typeof location !== 'string' || location.trim() === '') {
     throw new ForgeError(ForgeErrorCodes.FORGE_USAGE, 'the repository location is empty', {
       hint: `give ${ACCEPTED_FORMS}`,
@@ -50,11 +64,15 @@ export async function openBackend(location: string): Promise<StorageBackend> {
     const { createMemoryBackend } = await import('./memory/index.ts');
     return createMemoryBackend();
   }
-  if ((PLANNED_SCHEMES as readonly string[]).includes(scheme)) {
-    throw new ForgeError(ForgeErrorCodes.FORGE_USAGE, `the ${scheme} backend is not available yet`, {
-      hint: 'use a local directory (a mounted share works too) until it lands',
-      details: { scheme },
-    });
+  switch (scheme) {
+    case 's3':
+      return (await import('./s3/index.ts')).openS3Location(rest, options);
+    case 'sftp':
+      return (await import('./sftp/index.ts')).openSftpLocation(rest, options);
+    case 'rclone':
+      return (await import('./rclone/index.ts')).openRcloneLocation(rest, options);
+    case 'rest':
+      return (await import('./rest/index.ts')).openRestLocation(rest, options);
   }
   throw new ForgeError(
     ForgeErrorCodes.FORGE_USAGE,
