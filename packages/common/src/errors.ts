@@ -50,6 +50,10 @@ export const ForgeErrorCodes = {
   FORGE_TARGET_NOT_EMPTY: 'FORGE_TARGET_NOT_EMPTY',
   /** The operation was cancelled (signal, abort controller). */
   FORGE_ABORTED: 'FORGE_ABORTED',
+  /** The storage service rejected the credentials (wrong key/secret, expired token, refused login). */
+  FORGE_AUTH: 'FORGE_AUTH',
+  /** An SSH server's host key is unknown or differs from known_hosts. */
+  FORGE_HOST_KEY: 'FORGE_HOST_KEY',
   /** A bug: an invariant of BackupForge itself did not hold. */
   FORGE_INTERNAL: 'FORGE_INTERNAL',
 } as const;

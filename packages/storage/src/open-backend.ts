@@ -12,6 +12,12 @@ export interface OpenBackendOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** SFTP: accept any host key instead of checking known_hosts. Reported through `onWarning`. */
   readonly insecureHostKey?: boolean;
+  /**
+   * Backend settings as `key=value` pairs, like restic's `-o`: `s3.region`, `s3.storage-class`,
+   * `s3.path-style`, `sftp.connections`, `rclone.program`… Unknown keys for the chosen backend are
+   * a usage error naming the known ones.
+   */
+  readonly settings?: Readonly<Record<string, string>>;
   /** Things the user should see (an unchecked host key, a deprecated form). */
   readonly onWarning?: (message: string) => void;
 }
