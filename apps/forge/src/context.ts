@@ -8,6 +8,13 @@ import { promisify } from 'node:util';
 import { ForgeError, isForgeError, type StorageBackend } from '@backupforge/common';
 import { Repository } from '@backupforge/engine';
 import { openBackend } from '@backupforge/storage';
+import {
+  cacheDirFor,
+  decorateBackend,
+  isLocalLocation,
+  parseLimit,
+  parseSettings,
+} from './backend-options.ts';
 import { Output } from './output.ts';
 
 /** Options every command accepts (commander global options). */
@@ -19,6 +26,15 @@ export interface GlobalOptions {
   verbose?: boolean;
   quiet?: boolean;
   debug?: boolean;
+  /** Backend settings, `key=value` (repeatable `-o`). */
+  option?: string[];
+  insecureHostKey?: boolean;
+  /** KiB/s. */
+  limitUpload?: string;
+  limitDownload?: string;
+  /** Commander's negated `--no-cache`: false when given. */
+  cache?: boolean;
+  cacheDir?: string;
 }
 
 /** Where a command reads and writes; replaced in tests. */
@@ -66,13 +82,51 @@ export class Context {
     return { location: defaultRepositoryPath(this.io.env), isDefault: true };
   }
 
-  async backend(): Promise<StorageBackend> {
-    const { location } = this.repositoryLocation();
+  /** Every backend this command opened, closed by `closeAll` when the command ends. */
+  readonly #opened: StorageBackend[] = [];
+  /** Retry counters of the opened backends, for summaries ("succeeded after N retries"). */
+  readonly #retryStats: (() => { retries: number; succeededAfterRetry: number })[] = [];
+
+  /** Opens the repository's backend (or `location`, e.g. `--from-repo`), wrapped in retries, limits and the cache. */
+  async backend(location = this.repositoryLocation().location): Promise<StorageBackend> {
     const resolved =
       /^[a-z][a-z0-9+]*:/i.test(location) && !/^[a-z]:[\\/]/i.test(location)
         ? location
         : resolve(this.io.cwd, location);
-    return openBackend(resolved);
+    const raw = await openBackend(resolved, {
+      env: this.io.env,
+      settings: parseSettings(this.opts.option ?? []),
+      insecureHostKey: this.opts.insecureHostKey === true,
+      onWarning: (m) => this.out.warn(m),
+    });
+    const backend = decorateBackend(raw, {
+      remote: !isLocalLocation(resolved),
+      limitUploadKiB: parseLimit('--limit-upload', this.opts.limitUpload),
+      limitDownloadKiB: parseLimit('--limit-download', this.opts.limitDownload),
+      cacheDir: this.opts.cache === false ? undefined : cacheDirFor(this.io.env, this.opts.cacheDir),
+      onRetry: (m) => this.out.note(m),
+      stats: (f) => this.#retryStats.push(f),
+    });
+    this.#opened.push(backend);
+    return backend;
+  }
+
+  /** Retries the backends needed in this command so far (0 when none). */
+  retries(): { retries: number; succeededAfterRetry: number } {
+    let retries = 0;
+    let succeededAfterRetry = 0;
+    for (const f of this.#retryStats) {
+      const s = f();
+      retries += s.retries;
+      succeededAfterRetry += s.succeededAfterRetry;
+    }
+    return { retries, succeededAfterRetry };
+  }
+
+  /** Closes every backend the command opened (connections, child processes). Never throws. */
+  async closeAll(): Promise<void> {
+    const all = this.#opened.splice(0);
+    await Promise.all(all.map((b) => b.close().catch(() => undefined)));
   }
 
   /**

@@ -68,6 +68,16 @@ export async function runCli(
     .option('-v, --verbose', 'print summaries even without a terminal (e.g. under cron)')
     .option('-q, --quiet', 'print nothing but errors and warnings')
     .option('--debug', 'print stack traces for errors')
+    .option(
+      '-o, --option <key=value>',
+      'backend setting, e.g. s3.region=eu-west-1, s3.storage-class=STANDARD_IA, sftp.connections=4 (repeatable)',
+      collect,
+    )
+    .option('--insecure-host-key', 'SFTP: accept any host key (unsafe: no protection against impostors)')
+    .option('--limit-upload <KiB/s>', 'limit uploads to the repository')
+    .option('--limit-download <KiB/s>', 'limit downloads from the repository')
+    .option('--cache-dir <dir>', 'cache for remote repositories (default: $XDG_CACHE_HOME/backupforge)')
+    .option('--no-cache', 'do not use the local cache for remote repositories')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({
@@ -271,6 +281,13 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
     await program.parseAsync(argv as string[], { from: 'user' });
     return code;
   } catch (e) {
+    code = reportError(e);
+    return code;
+  } finally {
+    await ctx?.closeAll();
+  }
+
+  function reportError(e: unknown): number {
     if (e instanceof CommanderError) {
       if (
         e.code === 'commander.helpDisplayed' ||

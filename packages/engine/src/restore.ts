@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import {
   ForgeError,
   type ForgeErrorCode,
@@ -9,8 +10,12 @@ import {
 } from '@backupforge/common';
 import { findNode, splitPath } from './browse.ts';
 import { blobId } from './crypto/master-key.ts';
+import type { BlobLocation } from './format/blob-codec.ts';
 import { metadataFromNode, type TreeNode } from './format/tree.ts';
+import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
+import type { RunBlob } from './internal/open-run.ts';
+import { createBlobProcessor } from './internal/worker-pool.ts';
 import type { Repository } from './repository.ts';
 
 export interface RestoreOptions {
@@ -24,6 +29,8 @@ export interface RestoreOptions {
   readonly verify?: boolean;
   readonly reporter?: Reporter;
   readonly signal?: AbortSignal;
+  /** Worker threads that decrypt and verify (default: one per core; 0 = this thread). */
+  readonly workers?: number;
 }
 
 export interface RestoreError {
@@ -41,9 +48,13 @@ export interface RestoreResult {
   readonly verified: number;
 }
 
-/** Blobs loaded ahead per file, and files restored at once: at most 8 × 2 chunks (≤ 64 MiB) in memory. */
+/** Runs loaded ahead per file, and files restored at once. */
 const PREFETCH = 2;
 const FILES_IN_PARALLEL = 8;
+/** Largest run of adjacent blobs read at once (a run of one larger blob is read whole). */
+const RUN_MAX = 4 * 1024 * 1024;
+/** Bytes (sealed + plain) of runs in flight: what bounds restore memory. */
+const BUDGET = 48 * 1024 * 1024;
 /** Errors that make going on pointless. */
 const FATAL = new Set<ForgeErrorCode>([
   'FORGE_NO_SPACE',
@@ -72,6 +83,8 @@ export async function restore(
   /** First restored name of each hardlinked inode, and whether restoring it worked. */
   const links = new Map<string, { rel: string[]; done: Promise<boolean> }>();
   const fileSlots = new Semaphore(FILES_IN_PARALLEL);
+  const budget = new Semaphore(BUDGET);
+  const pool = new BufferPool(BUDGET);
   const restoredFiles: { rel: string[]; node: TreeNode }[] = [];
   let files = 0;
   let dirs = 0;
@@ -137,21 +150,26 @@ export async function restore(
     meta: ReturnType<typeof metadataFromNode>,
   ) => {
     const w = await target.file(rel, meta);
-    const ids = node.content ?? [];
-    const loads: Promise<Uint8Array>[] = [];
-    const load = (i: number) => {
-      const p = repo.loadBlob('data', ids[i]!);
+    const runs = planRuns(repo, node.content ?? []);
+    const results: Promise<Uint8Array | ReturnedRun>[] = [];
+    const start = (i: number) => {
+      const p = fetchRun(runs[i]!);
       p.catch(() => {});
-      loads[i] = p;
+      results[i] = p;
     };
-    for (let i = 0; i < Math.min(PREFETCH, ids.length); i++) load(i);
+    for (let i = 0; i < Math.min(PREFETCH, runs.length); i++) start(i);
     let offset = 0;
     try {
-      for (let i = 0; i < ids.length; i++) {
+      for (let i = 0; i < runs.length; i++) {
         if (opts.signal?.aborted) throw new ForgeError('FORGE_ABORTED', 'restore was cancelled');
-        const data = await loads[i]!;
-        if (i + PREFETCH < ids.length) load(i + PREFETCH);
-        await w.write(data, offset);
+        const got = await results[i]!;
+        if (i + PREFETCH < runs.length) start(i + PREFETCH);
+        const data = got instanceof Uint8Array ? got : got.plain;
+        try {
+          await w.write(data, offset);
+        } finally {
+          if (!(got instanceof Uint8Array)) got.release();
+        }
         offset += data.length;
         bytes += data.length;
         progress(abs);
@@ -166,9 +184,55 @@ export async function restore(
       files++;
       restoredFiles.push({ rel, node });
     } catch (e) {
+      // Wait for reads in flight, so their buffers go back to the pool and the budget.
+      await Promise.allSettled(results).then((all) => {
+        for (const r of all)
+          if (r.status === 'fulfilled' && !(r.value instanceof Uint8Array)) r.value.release();
+      });
       await w.abort().catch(() => {});
       throw e;
     }
+  };
+
+  /**
+   * One read per run of adjacent blobs in a pack; decrypt, decompress and verify on the worker
+   * threads. A run that fails falls back to blob-by-blob loads, which try every stored copy.
+   */
+  const fetchRun = async (run: Run): Promise<Uint8Array | ReturnedRun> => {
+    if (!run.loc) return loadBlobs(run.ids);
+    // FIFO grants keep this deadlock-free: a file's earlier run always gets budget before its later ones.
+    const cost = Math.min(BUDGET, run.rawLength + run.sealedLength);
+    await budget.acquire(cost);
+    let released = false;
+    const release = (out?: Uint8Array) => {
+      if (released) return;
+      released = true;
+      if (out) pool.put(out.buffer as ArrayBuffer);
+      budget.release(cost);
+    };
+    try {
+      const sealed = await repo.backend.load(
+        { type: 'pack', name: run.loc.packId },
+        { offset: run.loc.offset, length: run.sealedLength },
+      );
+      const out = new Uint8Array(pool.get(run.rawLength), 0, run.rawLength);
+      const opened = await processor.open(sealed, run.blobs, out);
+      if (opened.failure) {
+        release(opened.out);
+        return loadBlobs(run.ids);
+      }
+      return { plain: opened.out, release: () => release(opened.out) };
+    } catch (e) {
+      release();
+      // A short or missing pack, or a read error: let the per-blob path find another copy.
+      return loadBlobs(run.ids);
+    }
+  };
+
+  const loadBlobs = async (ids: readonly string[]): Promise<Uint8Array> => {
+    const parts: Uint8Array[] = [];
+    for (const id of ids) parts.push(await repo.loadBlob('data', id));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   };
 
   const visit = async (
@@ -234,6 +298,12 @@ export async function restore(
 
   reporter({ type: 'start', phase: 'restore' });
   await target.prepare();
+  const processor = createBlobProcessor({
+    encKey: repo.keys.encKey,
+    macKey: repo.keys.macKey,
+    compression: repo.config.compression,
+    workers: opts.workers ?? availableParallelism(),
+  });
   try {
     const top: Promise<void>[] = [];
     try {
@@ -261,8 +331,71 @@ export async function restore(
     reporter({ type: 'done', phase: 'restore' });
     return { files, dirs, bytes, errors, verified };
   } finally {
+    await processor.close();
     await target.close();
   }
+}
+
+interface Run {
+  readonly ids: readonly string[];
+  /** Where the run starts (undefined: a blob not in the index, loaded alone to report it). */
+  readonly loc?: BlobLocation;
+  readonly blobs: RunBlob[];
+  readonly sealedLength: number;
+  readonly rawLength: number;
+}
+
+interface ReturnedRun {
+  readonly plain: Uint8Array;
+  readonly release: () => void;
+}
+
+/** Splits a file's blobs into runs that lie back to back in one pack, each at most RUN_MAX bytes. */
+function planRuns(repo: Repository, ids: readonly string[]): Run[] {
+  const runs: Run[] = [];
+  let cur: { ids: string[]; loc: BlobLocation; blobs: RunBlob[]; sealed: number; raw: number } | undefined;
+  const flush = () => {
+    if (cur)
+      runs.push({
+        ids: cur.ids,
+        loc: cur.loc,
+        blobs: cur.blobs,
+        sealedLength: cur.sealed,
+        rawLength: cur.raw,
+      });
+    cur = undefined;
+  };
+  for (const id of ids) {
+    const loc = repo.index.lookupAll(id).find((l) => l.type === 'data');
+    if (!loc) {
+      flush();
+      runs.push({ ids: [id], blobs: [], sealedLength: 0, rawLength: 0 });
+      continue;
+    }
+    if (
+      !cur ||
+      cur.loc.packId !== loc.packId ||
+      cur.loc.offset + cur.sealed !== loc.offset ||
+      cur.sealed + loc.length > RUN_MAX ||
+      cur.raw + loc.rawLength > RUN_MAX
+    ) {
+      flush();
+      cur = { ids: [], loc, blobs: [], sealed: 0, raw: 0 };
+    }
+    cur.ids.push(id);
+    cur.blobs.push({
+      at: cur.sealed,
+      length: loc.length,
+      type: loc.type,
+      compression: loc.compression,
+      rawLength: loc.rawLength,
+      id: Buffer.from(id, 'hex'),
+    });
+    cur.sealed += loc.length;
+    cur.raw += loc.rawLength;
+  }
+  flush();
+  return runs;
 }
 
 async function verifyFiles(

@@ -1,13 +1,24 @@
-// Worker thread: compresses and encrypts blobs off the main thread. Loaded by worker-pool.ts.
+// Worker thread: compresses and encrypts blobs (backup), or decrypts, decompresses and verifies
+// runs of blobs (restore), off the main thread. Loaded by worker-pool.ts.
 // Runs from dist (compiled) or from src (Node >= 22.18 strips the types).
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CompressionSettings } from '../compression.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
 import { GcPacer } from './gc.ts';
+import { openRun, type RunBlob } from './open-run.ts';
 
 interface Init {
   encKey: Uint8Array;
+  macKey?: Uint8Array;
   compression: CompressionSettings;
+}
+
+interface OpenTask {
+  kind: 'open';
+  seq: number;
+  sealed: Uint8Array;
+  blobs: RunBlob[];
+  out: Uint8Array;
 }
 
 interface SealTask {
@@ -23,7 +34,19 @@ const pacer = new GcPacer(64 * 1024 * 1024, 2 * 1024 * 1024);
 const port = parentPort;
 if (!port) throw new Error('blob-worker must run in a worker thread');
 
-port.on('message', (t: SealTask) => {
+function onOpen(t: OpenTask): void {
+  const transfer = [t.out.buffer as ArrayBuffer];
+  if (t.sealed.buffer !== t.out.buffer) transfer.push(t.sealed.buffer as ArrayBuffer);
+  const failure = openRun({ encKey: init.encKey, macKey: init.macKey! }, t.sealed, t.blobs, t.out);
+  pacer.add(t.out.length);
+  port!.postMessage({ seq: t.seq, out: t.out, sealed: t.sealed, failure }, transfer);
+}
+
+port.on('message', (t: SealTask | OpenTask) => {
+  if ('kind' in t) {
+    onOpen(t);
+    return;
+  }
   try {
     // Sealed in place: the result goes back in the buffer that brought the plaintext, which the
     // main thread then returns to its pool.

@@ -5,6 +5,14 @@ import { Worker } from 'node:worker_threads';
 import { InternalError } from '@backupforge/common';
 import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
 import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
+import { openRun, type RunBlob, type RunFailure } from './open-run.ts';
+
+/** What `open` gives back: the run buffer and the output buffer (both reusable), or a failure. */
+export interface OpenedRun {
+  readonly out: Uint8Array;
+  readonly sealed: Uint8Array;
+  readonly failure?: RunFailure;
+}
 
 export interface BlobProcessor {
   /**
@@ -12,11 +20,19 @@ export interface BlobProcessor {
    * ArrayBuffer has room, the sealed bytes come back in that same buffer.
    */
   seal(id: Buffer, type: BlobType, data: Uint8Array): Promise<SealedBlob>;
+  /**
+   * Decrypt + decompress + verify a run of blobs read from one pack into `out` (their total raw
+   * length). Both buffers may be transferred away and come back in the result: use those.
+   * Needs `macKey`.
+   */
+  open(sealed: Uint8Array, blobs: RunBlob[], out: Uint8Array): Promise<OpenedRun>;
   close(): Promise<void>;
 }
 
 export interface ProcessorOptions {
   readonly encKey: Uint8Array;
+  /** Needed to open (verify) blobs. */
+  readonly macKey?: Uint8Array;
   readonly compression: CompressionSettings;
   /** Worker threads; 0 runs everything on the calling thread. Default: cores - 1 (at least 1). */
   readonly workers?: number;
@@ -28,8 +44,17 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
     async seal(id, type, data) {
       return sealBlob(opts.encKey, { id, type, data }, opts.compression, true);
     },
+    async open(sealed, blobs, out) {
+      const failure = openRun({ encKey: opts.encKey, macKey: needMacKey(opts) }, sealed, blobs, out);
+      return failure ? { out, sealed, failure } : { out, sealed };
+    },
     async close() {},
   };
+}
+
+function needMacKey(opts: ProcessorOptions): Uint8Array {
+  if (!opts.macKey) throw new InternalError('blob processor: opening blobs needs the MAC key');
+  return opts.macKey;
 }
 
 function workerUrl(): URL | undefined {
@@ -57,7 +82,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   let failed: Error | undefined;
   for (let i = 0; i < n; i++) {
     const w = new Worker(url, {
-      workerData: { encKey: opts.encKey, compression: opts.compression },
+      workerData: { encKey: opts.encKey, macKey: opts.macKey, compression: opts.compression },
       execArgv: fromSource
         ? ['--conditions=@backupforge/source', '--disable-warning=ExperimentalWarning']
         : [],
@@ -108,6 +133,13 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
         rawLength: r.rawLength,
         sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength),
       };
+    },
+    async open(sealed, blobs, out) {
+      needMacKey(opts);
+      // `out` is ours (a pool buffer, perhaps larger than the view): move its whole buffer.
+      const transfer = [out.buffer as ArrayBuffer];
+      if (sealed.buffer !== out.buffer) transfer.push(...transferable(sealed));
+      return post<OpenedRun>({ kind: 'open', sealed, blobs, out }, transfer);
     },
     async close() {
       await Promise.all(workers.map((s) => s.w.terminate()));

@@ -21,9 +21,28 @@ const ALLOWED: Record<string, { runtime: readonly string[] | '*'; devOnly?: read
   '@backupforge/common': { runtime: [] },
   '@backupforge/engine': { runtime: ['@backupforge/common'], devOnly: ['@backupforge/storage'] },
   '@backupforge/storage': { runtime: ['@backupforge/common'] },
+  '@backupforge/store': { runtime: ['@backupforge/common'] },
   '@backupforge/agent-fs': { runtime: ['@backupforge/common'] },
+  // The operating layer (config-file jobs, runs, scheduler, hooks, notifications): above the
+  // agents, below the apps, shared by the CLI and the server.
+  '@backupforge/jobs': {
+    runtime: [
+      '@backupforge/common',
+      '@backupforge/engine',
+      '@backupforge/storage',
+      '@backupforge/store',
+      '@backupforge/agent-fs',
+    ],
+  },
   '@backupforge/forge': {
-    runtime: ['@backupforge/common', '@backupforge/engine', '@backupforge/storage', '@backupforge/agent-fs'],
+    runtime: [
+      '@backupforge/common',
+      '@backupforge/engine',
+      '@backupforge/storage',
+      '@backupforge/store',
+      '@backupforge/agent-fs',
+      '@backupforge/jobs',
+    ],
   },
   '@backupforge/tests': { runtime: '*' },
 };
