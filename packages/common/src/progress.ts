@@ -1,6 +1,6 @@
 import type { ForgeErrorCode } from './errors.ts';
 
-export type Phase = 'backup' | 'restore' | 'check' | 'scan';
+export type Phase = 'backup' | 'restore' | 'check' | 'scan' | 'copy';
 
 /**
  * Events a long operation reports. The CLI renders them on a TTY, prints them as JSON lines

@@ -44,6 +44,8 @@ export interface Snapshot {
   /** Set by `repair snapshots`: the damaged snapshot this one replaces, and what was lost. */
   readonly repairedFrom?: SnapshotId;
   readonly damagedPaths?: readonly string[];
+  /** Set by `forge copy`: the id of the snapshot this is a copy of (kept across copies of copies). */
+  readonly original?: SnapshotId;
 }
 
 /** A snapshot together with its id. */

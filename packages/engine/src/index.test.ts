@@ -19,6 +19,7 @@ it('public API surface (changes here are API changes: add a changeset)', async (
       "applyPolicy",
       "backup",
       "checkRepository",
+      "copySnapshots",
       "createChunker",
       "describeGroup",
       "describePolicy",

@@ -6,6 +6,8 @@ export type { CheckFinding, CheckOptions, CheckResult, FindingKind } from './che
 export { checkRepository } from './check.ts';
 export { createChunker } from './chunker/index.ts';
 export type { CompressionAlgorithm, CompressionSettings } from './compression.ts';
+export type { CopiedSnapshot, CopyChunking, CopyOptions, CopyResult, SkippedSnapshot } from './copy.ts';
+export { copySnapshots } from './copy.ts';
 export type { KdfParams } from './crypto/key-file.ts';
 export { DEFAULT_KDF, KDF_LIMITS } from './crypto/key-file.ts';
 export type { ForgetGroupResult, ForgetOptions, ForgetResult } from './forget.ts';

@@ -4,8 +4,13 @@ import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
 import type { Repository } from './repository.ts';
 
-/** Writes an index file after this many packs, so a crash loses little finished work. */
+/**
+ * Writes an index file after this many packs, or once the oldest unindexed pack is this old
+ * (restic uses 10 minutes), so a crash or a network failure loses little finished work: the next
+ * backup reuses every indexed pack.
+ */
 const PACKS_PER_INDEX = 64;
+const INDEX_MAX_AGE_MS = Number(process.env.FORGE_INDEX_MAX_AGE_MS) || 5 * 60_000;
 /** Packs stored concurrently. One upload overlaps with filling the next pack. */
 const MAX_UPLOADS = 1;
 /**
@@ -39,6 +44,8 @@ export class PackWriter {
   readonly #freeBuffers: Uint8Array[] = [];
   #waiting: Promise<void> | undefined;
   #unindexed: { id: string; entries: readonly PackEntry[] }[] = [];
+  /** When the oldest pack in #unindexed was stored. */
+  #unindexedSince = 0;
   /** Ids added in this session but not yet in the master index (dedup of in-flight blobs). */
   readonly #pending = new Set<string>();
   #error: unknown;
@@ -146,8 +153,10 @@ export class PackWriter {
     this.stats.packs++;
     this.#repo.index.addPack(pack.id, pack.entries);
     for (const e of pack.entries) this.#pending.delete(e.id);
+    if (this.#unindexed.length === 0) this.#unindexedSince = Date.now();
     this.#unindexed.push({ id: pack.id, entries: pack.entries });
-    if (this.#unindexed.length >= PACKS_PER_INDEX) await this.#writeIndex();
+    if (this.#unindexed.length >= PACKS_PER_INDEX || Date.now() - this.#unindexedSince >= INDEX_MAX_AGE_MS)
+      await this.#writeIndex();
   }
 
   async #writeIndex(): Promise<void> {

@@ -37,7 +37,12 @@ import { validateSnapshot } from './snapshot-filter.ts';
 
 export interface InitOptions {
   readonly password: string;
-  readonly chunker?: Partial<Omit<ChunkerConfig, 'seed'>>;
+  /**
+   * Chunker parameters (defaults: `DEFAULT_CHUNKER` and a random seed). Giving another
+   * repository's full chunker config, seed included (`forge init --copy-chunker-params-from`),
+   * makes both cut identical chunks, so `copySnapshots` maps blobs 1:1 instead of re-chunking.
+   */
+  readonly chunker?: Partial<ChunkerConfig>;
   readonly compression?: CompressionSettings;
   readonly packSize?: number;
   readonly kdf?: CreateKeyFileOptions['kdf'];
@@ -91,7 +96,9 @@ export class Repository {
       });
     }
     if (opts.compression) validateCompression(opts.compression);
-    const config = newConfig(opts);
+    const base = newConfig(opts);
+    const seed = opts.chunker?.seed;
+    const config = seed === undefined ? base : { ...base, chunker: { ...base.chunker, seed } };
     validateChunkerParams(config.chunker);
     const [minPack, maxPack] = Repository.PACK_SIZE_LIMITS;
     if (!Number.isSafeInteger(config.packSize) || config.packSize < minPack || config.packSize > maxPack) {
