@@ -436,7 +436,10 @@ describe('bad input', () => {
     const cases: [string[], number, string][] = [
       [['init', '-r', join(base, 'r2'), '--compression', 'bogus'], 2, 'FORGE_USAGE'],
       [['init', '-r', join(base, 'r3'), '--compression', 'zstd:99'], 2, 'FORGE_USAGE'],
-      [['snapshots', '-r', 's3:bucket/x'], 2, 'FORGE_USAGE'],
+      [['snapshots', '-r', 's3:Bad_Bucket/x'], 2, 'FORGE_USAGE'],
+      [['snapshots', '-r', 'sftp:'], 2, 'FORGE_USAGE'],
+      [['snapshots', '-r', 's3:bucket/x', '-o', 's3.colour=blue'], 2, 'FORGE_USAGE'],
+      [['snapshots', '-r', repo, '--limit-upload', 'fast'], 2, 'FORGE_USAGE'],
       [['snapshots', '-r', 'ftp://host/x'], 2, 'FORGE_USAGE'],
       [['ls', '-r', repo, 'latest', `${src}/nope`], 1, 'FORGE_PATH_NOT_FOUND'],
       [['dump', '-r', repo, 'latest', src], 2, 'FORGE_USAGE'],
