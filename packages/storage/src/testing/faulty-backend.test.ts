@@ -190,6 +190,97 @@ describe('createFaultyBackend', () => {
   });
 });
 
+describe('createFaultyBackend latency (delayMs)', () => {
+  /** A sleep that records each wait and resolves once `release()` is called. */
+  function gatedSleep() {
+    const waits: number[] = [];
+    const pending: (() => void)[] = [];
+    return {
+      waits,
+      pending,
+      sleep: (ms: number) =>
+        new Promise<void>((resolve) => {
+          waits.push(ms);
+          pending.push(resolve);
+        }),
+      release: () => {
+        for (const resolve of pending.splice(0)) resolve();
+      },
+    };
+  }
+
+  it('delays matching calls before they reach the inner backend', async () => {
+    const inner = createMemoryBackend();
+    const clock = gatedSleep();
+    const backend = createFaultyBackend(inner, { sleep: clock.sleep, save: { delayMs: 25 } });
+    const handle = pack();
+    let done = false;
+    const saving = backend.save(handle, new Uint8Array([1])).then(() => {
+      done = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(clock.waits).toEqual([25]);
+    expect(done).toBe(false);
+    // Not yet stored: the delay comes first.
+    expect(await outcome(inner.stat(handle))).toBe('FORGE_NOT_FOUND');
+    clock.release();
+    await saving;
+    expect(await inner.stat(handle)).toEqual({ name: handle.name, size: 1 });
+    expect(backend.injected).toEqual([]);
+  });
+
+  it('delays only the configured methods and types, and list before its first entry', async () => {
+    const inner = createMemoryBackend();
+    await inner.save({ type: 'index', name: 'aa' }, new Uint8Array(2));
+    const waits: number[] = [];
+    const backend = createFaultyBackend(inner, {
+      sleep: async (ms) => {
+        waits.push(ms);
+      },
+      load: { delayMs: 7, types: ['pack'] },
+      list: { delayMs: 3 },
+      create: { delayMs: 2 },
+    });
+    await backend.load({ type: 'index', name: 'aa' });
+    await backend.stat({ type: 'index', name: 'aa' });
+    expect(waits).toEqual([]);
+    expect(await outcome(backend.load(pack()))).toBe('FORGE_NOT_FOUND');
+    expect(waits).toEqual([7]);
+    expect(await collect(backend.list('index'))).toEqual([{ name: 'aa', size: 2 }]);
+    await backend.create();
+    expect(waits).toEqual([7, 3, 2]);
+  });
+
+  it('combines with failures, deciding them when the call is made', async () => {
+    const waits: number[] = [];
+    const backend = createFaultyBackend(createMemoryBackend(), {
+      sleep: async (ms) => {
+        waits.push(ms);
+      },
+      stat: { delayMs: 5, failTimes: 1 },
+    });
+    await expect(backend.stat(pack())).rejects.toMatchObject({ code: 'FORGE_IO', retryable: true });
+    await expect(backend.stat(pack())).rejects.toMatchObject({ code: 'FORGE_NOT_FOUND' });
+    expect(waits).toEqual([5, 5]);
+    // Same seed, same pattern with or without latency.
+    const plain = await failurePattern({ seed: 7, save: { failProbability: 0.3 } });
+    const slow = await failurePattern({
+      seed: 7,
+      sleep: async () => {},
+      save: { failProbability: 0.3, delayMs: 1 },
+    });
+    expect(slow).toBe(plain);
+  });
+
+  it('waits with a real timer by default', async () => {
+    const backend = createFaultyBackend(createMemoryBackend(), { stat: { delayMs: 30 } });
+    const start = performance.now();
+    await outcome(backend.stat(pack()));
+    // Timers may fire up to a millisecond early; never much earlier.
+    expect(performance.now() - start).toBeGreaterThanOrEqual(25);
+  });
+});
+
 function differingBits(a: Uint8Array, b: Uint8Array): number {
   let n = 0;
   for (let i = 0; i < a.length; i++) {

@@ -27,6 +27,13 @@ export interface FaultSpec {
   readonly failAfter?: boolean;
   /** Only calls on these object types are affected. Default: every type. Ignored by `create`. */
   readonly types?: readonly ObjectType[];
+  /**
+   * Latency: every matching call waits this many milliseconds (through `FaultyBackendFaults.sleep`)
+   * before it fails or reaches the inner backend; a `list` waits before its first entry. Whether
+   * the call fails is still decided when it is made, so seeded runs stay deterministic. Draws
+   * nothing from the generator and records nothing in `injected`. Default 0.
+   */
+  readonly delayMs?: number;
 }
 
 export interface LoadFaultSpec extends FaultSpec {
@@ -46,6 +53,8 @@ export interface SaveFaultSpec extends FaultSpec {
 export interface FaultyBackendFaults {
   /** Seed of the generator behind every probability, bit position and cut point. Default 1. */
   readonly seed?: number;
+  /** How `delayMs` waits. Default: a real timer. Inject a fake clock's sleep for deterministic tests. */
+  readonly sleep?: (ms: number) => Promise<void>;
   readonly create?: FaultSpec;
   readonly save?: SaveFaultSpec;
   readonly load?: LoadFaultSpec;
@@ -81,6 +90,7 @@ export interface FaultyBackend extends StorageBackend {
  *   seed: 42,
  *   save: { failTimes: 1 },            // the first save fails
  *   load: { corruptProbability: 0.1 }, // one load in ten returns a flipped bit
+ *   stat: { delayMs: 20 },             // every stat takes 20 ms longer
  * });
  * ```
  */
@@ -156,7 +166,9 @@ class FaultyStorageBackend implements FaultyBackend {
 
   async *list(type: ObjectType): AsyncIterable<ObjectInfo> {
     const spec = this.#faults.list;
-    if (!this.#roll('list', spec?.failTimes, spec?.failProbability, type, spec)) {
+    const fail = this.#roll('list', spec?.failTimes, spec?.failProbability, type, spec);
+    await this.#delay(type, spec);
+    if (!fail) {
       yield* this.#inner.list(type);
       return;
     }
@@ -184,6 +196,8 @@ class FaultyStorageBackend implements FaultyBackend {
   ): Promise<T> {
     const spec = this.#faults[method];
     const fail = this.#roll(method, spec?.failTimes, spec?.failProbability, type, spec);
+    const delay = this.#delay(type, spec);
+    if (delay !== undefined) await delay;
     if (fail && !spec?.failAfter) {
       this.#injected.push({ method, kind: 'fail', key });
       throw injectedError(spec, `${method} ${key}`.trimEnd());
@@ -194,6 +208,14 @@ class FaultyStorageBackend implements FaultyBackend {
       throw injectedError(spec, `${method} ${key} (after it took effect)`);
     }
     return result;
+  }
+
+  /** Waits `spec.delayMs` when the spec applies to `type` (`undefined`: `create`, always). */
+  #delay(type: ObjectType | undefined, spec: FaultSpec | undefined): Promise<void> | undefined {
+    const ms = spec?.delayMs ?? 0;
+    if (!(ms > 0)) return undefined;
+    if (spec?.types !== undefined && type !== undefined && !spec.types.includes(type)) return undefined;
+    return (this.#faults.sleep ?? defaultSleep)(ms);
   }
 
   /** Decides one fault: counted ones first, then the probability. Draws a number only when a probability is set. */
@@ -213,6 +235,10 @@ class FaultyStorageBackend implements FaultyBackend {
     if (probability === undefined || probability <= 0) return false;
     return this.#random() < probability;
   }
+}
+
+function defaultSleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function injectedError(spec: FaultSpec | undefined, what: string): ForgeError {

@@ -1,0 +1,94 @@
+import type {
+  BackendProperties,
+  ByteRange,
+  ObjectHandle,
+  ObjectInfo,
+  ObjectType,
+  StorageBackend,
+} from '@backupforge/common';
+import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
+
+/**
+ * A decorator that forwards every call to `inner`: subclasses override what they change. Keeps
+ * `location` and `properties()` of the inner backend unless overridden.
+ */
+export abstract class ForwardingBackend implements StorageBackend {
+  protected readonly inner: StorageBackend;
+
+  constructor(inner: StorageBackend) {
+    if (inner === null || typeof inner !== 'object') {
+      throw new ForgeError(ForgeErrorCodes.FORGE_USAGE, 'a backend decorator needs a StorageBackend to wrap');
+    }
+    this.inner = inner;
+  }
+
+  get location(): string {
+    return this.inner.location;
+  }
+
+  properties(): BackendProperties {
+    return this.inner.properties();
+  }
+
+  create(): Promise<void> {
+    return this.inner.create();
+  }
+
+  save(handle: ObjectHandle, data: Uint8Array): Promise<void> {
+    return this.inner.save(handle, data);
+  }
+
+  load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
+    return this.inner.load(handle, range);
+  }
+
+  stat(handle: ObjectHandle): Promise<ObjectInfo> {
+    return this.inner.stat(handle);
+  }
+
+  list(type: ObjectType): AsyncIterable<ObjectInfo> {
+    return this.inner.list(type);
+  }
+
+  remove(handle: ObjectHandle): Promise<void> {
+    return this.inner.remove(handle);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** Rejects with FORGE_USAGE unless `value` is a finite number >= `min` (and an integer when asked). */
+export function checkNumber(
+  value: unknown,
+  what: string,
+  { min = 0, integer = false }: { min?: number; integer?: boolean } = {},
+): number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < min ||
+    (integer && !Number.isInteger(value))
+  ) {
+    throw new ForgeError(
+      ForgeErrorCodes.FORGE_USAGE,
+      `${what} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** The production clock: monotonic milliseconds and a real timer. */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+/** Time as decorators see it; inject a fake one in tests. */
+export interface Clock {
+  /** Milliseconds on a monotonic clock. */
+  now(): number;
+  /** Resolves after `ms` milliseconds. */
+  sleep(ms: number): Promise<void>;
+}
