@@ -1,6 +1,6 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ForgeError, type StorageBackend } from '@backupforge/common';
+import { ForgeError } from '@backupforge/common';
 
 /** `-o key=value` pairs → settings for `openBackend`. */
 export function parseSettings(pairs: readonly string[]): Record<string, string> {
@@ -29,12 +29,6 @@ export function parseLimit(flag: string, value: string | undefined): number | un
   return n;
 }
 
-/** Local directories (and `memory:`) need no retries or cache; every other scheme is remote. */
-export function isLocalLocation(location: string): boolean {
-  const m = /^([a-z][a-z0-9+.-]*):/i.exec(location);
-  return !m || m[1]!.length === 1 || ['local', 'memory'].includes(m[1]!.toLowerCase());
-}
-
 /** `--cache-dir`, else `$XDG_CACHE_HOME/backupforge`, else `~/.cache/backupforge`. */
 export function cacheDirFor(env: NodeJS.ProcessEnv, given?: string): string {
   if (given) return given;
@@ -42,17 +36,7 @@ export function cacheDirFor(env: NodeJS.ProcessEnv, given?: string): string {
   return join(base, 'backupforge');
 }
 
-export interface DecorateOptions {
-  readonly remote: boolean;
-  readonly limitUploadKiB: number | undefined;
-  readonly limitDownloadKiB: number | undefined;
-  /** Root of the cache; the backend's own folder is below it. Undefined: no cache. */
-  readonly cacheDir: string | undefined;
-  readonly onRetry: (message: string) => void;
-  readonly stats: (f: () => { retries: number; succeededAfterRetry: number }) => void;
-}
-
-/** Placeholder until the storage decorators land: returns the backend unchanged. */
-export function decorateBackend(backend: StorageBackend, _opts: DecorateOptions): StorageBackend {
-  return backend;
+/** `{ [key]: value }` when value is defined, else `{}` (for optional properties under exactOptionalPropertyTypes). */
+export function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

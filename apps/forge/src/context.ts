@@ -7,14 +7,8 @@ import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ForgeError, isForgeError, type StorageBackend } from '@backupforge/common';
 import { Repository } from '@backupforge/engine';
-import { openBackend } from '@backupforge/storage';
-import {
-  cacheDirFor,
-  decorateBackend,
-  isLocalLocation,
-  parseLimit,
-  parseSettings,
-} from './backend-options.ts';
+import { openRepositoryBackend } from '@backupforge/storage';
+import { cacheDirFor, optional, parseLimit, parseSettings } from './backend-options.ts';
 import { Output } from './output.ts';
 
 /** Options every command accepts (commander global options). */
@@ -93,26 +87,23 @@ export class Context {
       /^[a-z][a-z0-9+]*:/i.test(location) && !/^[a-z]:[\\/]/i.test(location)
         ? location
         : resolve(this.io.cwd, location);
-    const raw = await openBackend(resolved, {
+    const backend = await openRepositoryBackend(resolved, {
       env: this.io.env,
       settings: parseSettings(this.opts.option ?? []),
       insecureHostKey: this.opts.insecureHostKey === true,
       onWarning: (m) => this.out.warn(m),
-    });
-    const backend = decorateBackend(raw, {
-      remote: !isLocalLocation(resolved),
-      limitUploadKiB: parseLimit('--limit-upload', this.opts.limitUpload),
-      limitDownloadKiB: parseLimit('--limit-download', this.opts.limitDownload),
-      cacheDir: this.opts.cache === false ? undefined : cacheDirFor(this.io.env, this.opts.cacheDir),
+      ...optional('limitUploadKiB', parseLimit('--limit-upload', this.opts.limitUpload)),
+      ...optional('limitDownloadKiB', parseLimit('--limit-download', this.opts.limitDownload)),
+      ...(this.opts.cache === false ? {} : { cacheRoot: cacheDirFor(this.io.env, this.opts.cacheDir) }),
       onRetry: (m) => this.out.note(m),
-      stats: (f) => this.#retryStats.push(f),
     });
+    this.#retryStats.push(() => backend.retryStats());
     this.#opened.push(backend);
     return backend;
   }
 
   /** Retries the backends needed in this command so far (0 when none). */
-  retries(): { retries: number; succeededAfterRetry: number } {
+  retries(): { retries: number; succeeded_after_retry: number } {
     let retries = 0;
     let succeededAfterRetry = 0;
     for (const f of this.#retryStats) {
@@ -120,7 +111,7 @@ export class Context {
       retries += s.retries;
       succeededAfterRetry += s.succeededAfterRetry;
     }
-    return { retries, succeededAfterRetry };
+    return { retries, succeeded_after_retry: succeededAfterRetry };
   }
 
   /** Closes every backend the command opened (connections, child processes). Never throws. */
@@ -133,13 +124,26 @@ export class Context {
    * The password, from (in order) --password-file, --password-command, FORGE_PASSWORD,
    * FORGE_PASSWORD_FILE, FORGE_PASSWORD_COMMAND, or a prompt when stdin is a terminal.
    */
-  async password(opts: { confirm?: boolean; prompt?: string } = {}): Promise<string> {
+  async password(
+    opts: {
+      confirm?: boolean;
+      prompt?: string;
+      /** Another repository's password (copy --from-repo): its env prefix and flags. */
+      env?: string;
+      file?: string;
+      command?: string;
+    } = {},
+  ): Promise<string> {
     const env = this.io.env;
-    const file = this.opts.passwordFile ?? env.FORGE_PASSWORD_FILE;
-    const command = this.opts.passwordCommand ?? env.FORGE_PASSWORD_COMMAND;
-    if (this.opts.passwordFile) return readPasswordFile(this.opts.passwordFile, this.io.cwd);
-    if (this.opts.passwordCommand) return runPasswordCommand(this.opts.passwordCommand);
-    if (env.FORGE_PASSWORD !== undefined && env.FORGE_PASSWORD !== '') return env.FORGE_PASSWORD;
+    const prefix = opts.env ?? 'FORGE_PASSWORD';
+    const flagFile = opts.env ? opts.file : this.opts.passwordFile;
+    const flagCommand = opts.env ? opts.command : this.opts.passwordCommand;
+    if (flagFile) return readPasswordFile(flagFile, this.io.cwd);
+    if (flagCommand) return runPasswordCommand(flagCommand);
+    const value = env[prefix];
+    if (value !== undefined && value !== '') return value;
+    const file = env[`${prefix}_FILE`];
+    const command = env[`${prefix}_COMMAND`];
     if (file) return readPasswordFile(file, this.io.cwd);
     if (command) return runPasswordCommand(command);
     if (this.io.stdin.isTTY && this.io.stderr.isTTY) {
@@ -155,7 +159,9 @@ export class Context {
       return pw;
     }
     throw new ForgeError('FORGE_PASSWORD_REQUIRED', 'no password given', {
-      hint: 'set FORGE_PASSWORD, or use --password-file or --password-command',
+      hint: opts.env
+        ? `set ${prefix}, or use --from-password-file or --from-password-command`
+        : 'set FORGE_PASSWORD, or use --password-file or --password-command',
     });
   }
 

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { backupCommand } from './commands/backup.ts';
 import { diffCommand, dumpCommand, lsCommand, statsCommand } from './commands/browse.ts';
 import { checkCommand } from './commands/check.ts';
+import { copyCommand } from './commands/copy.ts';
 import { forgetCommand } from './commands/forget.ts';
 import { initCommand } from './commands/init.ts';
 import { keyAddCommand, keyListCommand, keyPasswdCommand, keyRemoveCommand } from './commands/key.ts';
@@ -88,7 +89,9 @@ export async function runCli(
       'after',
       `
 Password: FORGE_PASSWORD, FORGE_PASSWORD_FILE, FORGE_PASSWORD_COMMAND, --password-file,
---password-command, or a prompt on a terminal.
+--password-command, or a prompt on a terminal (FORGE_FROM_PASSWORD… for copy --from-repo).
+Repositories: a path, s3:https://host/bucket/prefix, s3:bucket/prefix (AWS), sftp:user@host[:port]/path,
+rclone:remote:path, rest:https://host/path; credentials from the usual env vars (AWS_*, ssh agent).
 Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
 10 repository missing or invalid, 11 repository locked, 12 wrong password, 130 interrupted.`,
     );
@@ -97,7 +100,30 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
     .command('init')
     .description('create a new repository')
     .option('--compression <algo>', 'default compression: zstd[:level], lz4 or none', 'zstd:3')
+    .option(
+      '--copy-chunker-params-from <location>',
+      'use the chunker parameters of this repository, so copies between the two deduplicate',
+    )
+    .option('--from-password-file <file>', 'password file of that repository (or $FORGE_FROM_PASSWORD_FILE)')
+    .option(
+      '--from-password-command <command>',
+      'command printing its password (or $FORGE_FROM_PASSWORD_COMMAND)',
+    )
     .action(run(initCommand));
+
+  filterOptions(
+    program
+      .command('copy')
+      .description('copy snapshots from another repository into this one (skips those already copied)')
+      .argument('[snapshots...]', "snapshot ids, prefixes or 'latest' (default: all)")
+      .requiredOption('--from-repo <location>', 'the repository to copy from')
+      .option('--from-password-file <file>', 'its password file (or $FORGE_FROM_PASSWORD_FILE)')
+      .option(
+        '--from-password-command <command>',
+        'a command printing its password (or $FORGE_FROM_PASSWORD_COMMAND)',
+      )
+      .option('-n, --dry-run', 'show what would be copied'),
+  ).action(run(copyCommand));
 
   program
     .command('backup')

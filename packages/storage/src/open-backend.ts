@@ -1,6 +1,8 @@
-import { isAbsolute, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { StorageBackend } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
+import type { ComposedBackend } from './decorators/index.ts';
 
 const ACCEPTED_FORMS =
   "a directory path ('/srv/backup', './repo'), 'local:<path>', 's3:https://host/bucket/prefix', " +
@@ -93,4 +95,79 @@ export async function openBackend(
 async function openLocal(path: string): Promise<StorageBackend> {
   const { createLocalBackend } = await import('./local/index.ts');
   return createLocalBackend({ path: resolve(path) });
+}
+
+/** What `openRepositoryBackend` adds to `openBackend`: the decorators of `./decorators`. */
+export interface RepositoryBackendOptions extends OpenBackendOptions {
+  /** KiB/s (restic's --limit-upload / --limit-download). */
+  readonly limitUploadKiB?: number;
+  readonly limitDownloadKiB?: number;
+  /** Root of the local cache for remote repositories (`$XDG_CACHE_HOME/backupforge`); none when unset. */
+  readonly cacheRoot?: string;
+  /** Attempts per call for remote backends (default 8; env FORGE_RETRY_MAX_ATTEMPTS). */
+  readonly retryMaxAttempts?: number;
+  /** First backoff delay (default 500 ms; env FORGE_RETRY_BASE_MS). */
+  readonly retryBaseMs?: number;
+  /** Called before each retry with a one-line description. */
+  readonly onRetry?: (message: string) => void;
+}
+
+/** True for locations on this machine (`/path`, `local:`, `memory:`), which get no retries or cache. */
+export function isLocalLocation(location: string): boolean {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(location);
+  return (
+    !m || m[1]!.length === 1 || isAbsolute(location) || ['local', 'memory'].includes(m[1]!.toLowerCase())
+  );
+}
+
+/**
+ * Opens a repository's backend the way the CLI and the job runner do: `openBackend`, then, for
+ * remote backends, retries with backoff, the local cache of index/snapshot/key files and pack
+ * headers (under `cacheRoot`, one folder per location), and rate limits when asked for (on any
+ * backend). The result has `retryStats()` and `cacheStats()` for summaries.
+ */
+export async function openRepositoryBackend(
+  location: string,
+  options: RepositoryBackendOptions = {},
+): Promise<ComposedBackend> {
+  const backend = await openBackend(location, options);
+  const env = options.env ?? process.env;
+  const remote = !isLocalLocation(location);
+  const limits =
+    options.limitUploadKiB !== undefined || options.limitDownloadKiB !== undefined
+      ? {
+          ...(options.limitUploadKiB !== undefined ? { uploadKiBps: options.limitUploadKiB } : {}),
+          ...(options.limitDownloadKiB !== undefined ? { downloadKiBps: options.limitDownloadKiB } : {}),
+        }
+      : undefined;
+  const maxAttempts = options.retryMaxAttempts ?? (Number(env.FORGE_RETRY_MAX_ATTEMPTS) || undefined);
+  const baseDelayMs = options.retryBaseMs ?? (Number(env.FORGE_RETRY_BASE_MS) || undefined);
+  const onRetry = options.onRetry;
+  const { composeBackend } = await import('./decorators/index.ts');
+  return composeBackend(backend, {
+    retry: remote
+      ? {
+          ...(maxAttempts ? { maxAttempts } : {}),
+          ...(baseDelayMs ? { baseDelayMs } : {}),
+          ...(onRetry
+            ? {
+                onRetry: (i) =>
+                  onRetry(
+                    `${i.operation} ${i.object} failed (${i.error.message}); retry ${i.attempt}/${i.maxAttempts - 1} in ${(i.delayMs / 1000).toFixed(1)} s`,
+                  ),
+              }
+            : {}),
+        }
+      : false,
+    ...(limits ? { limits } : {}),
+    ...(remote && options.cacheRoot
+      ? {
+          cacheDir: join(
+            options.cacheRoot,
+            createHash('sha256').update(backend.location).digest('hex').slice(0, 16),
+          ),
+        }
+      : {}),
+    ...(options.onWarning ? { cache: { onWarning: options.onWarning } } : {}),
+  });
 }

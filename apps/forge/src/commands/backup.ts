@@ -77,6 +77,7 @@ export async function backupCommand(
       total_bytes_processed: s.totalBytesProcessed,
       warnings: result.warnings.length,
       partial: result.partial,
+      ...ctx.retries(),
       total_duration: (Date.now() - t0) / 1000,
     });
     if (result.parent) ctx.out.info(`using parent snapshot ${shortId(result.parent.id)}`);
@@ -88,6 +89,11 @@ export async function backupCommand(
     ctx.out.info(
       `processed ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)} in ${formatDuration(Date.now() - t0)}`,
     );
+    const { retries, succeeded_after_retry: succeededAfterRetry } = ctx.retries();
+    if (retries > 0)
+      ctx.out.info(
+        `the repository storage needed ${retries} retr${retries === 1 ? 'y' : 'ies'} (${succeededAfterRetry} call${succeededAfterRetry === 1 ? '' : 's'} succeeded after retrying)`,
+      );
     if (opts.dryRun) ctx.out.info('dry run: nothing was written');
     else
       ctx.out.info(

@@ -292,7 +292,7 @@ describe.skipIf(!S3)('network down in the middle of an S3 backup', () => {
       expect(code, stderr).not.toBe(0);
       expect(code, stderr).toBeLessThan(128); // a clean exit, not a crash
       expect(stderr).not.toMatch(/\n\s+at /);
-      expect(stderr).toMatch(/error: .*(s3|network|connect|127\.0\.0\.1)/i);
+      expect(stderr).toMatch(/error: .*gave up after 3 attempts/);
 
       proxy.restore();
       const check = await forgeAt(where, ['check']);
