@@ -29,6 +29,8 @@ export interface GlobalOptions {
   /** Commander's negated `--no-cache`: false when given. */
   cache?: boolean;
   cacheDir?: string;
+  /** forge.toml (`forge run`, `jobs`, `runs`, `daemon`, `schedule`, `catalog`). */
+  config?: string;
 }
 
 /** Where a command reads and writes; replaced in tests. */

@@ -18,6 +18,10 @@ export const ExitCode = {
   LOCKED: 11,
   /** Wrong password, no password available, or no usable key file. */
   PASSWORD: 12,
+  /** forge run: the previous run of this job is still going; nothing was done. */
+  JOB_RUNNING: 13,
+  /** forge run: the job's before hook failed, so the run was skipped. */
+  SKIPPED: 14,
   /** Interrupted (Ctrl-C, SIGTERM). */
   INTERRUPTED: 130,
 } as const;

@@ -7,6 +7,14 @@ import { checkCommand } from './commands/check.ts';
 import { copyCommand } from './commands/copy.ts';
 import { forgetCommand } from './commands/forget.ts';
 import { initCommand } from './commands/init.ts';
+import {
+  catalogRebuildCommand,
+  daemonCommand,
+  jobsCommand,
+  runCommand,
+  runsCommand,
+  schedulePrintCommand,
+} from './commands/jobs.ts';
 import { keyAddCommand, keyListCommand, keyPasswdCommand, keyRemoveCommand } from './commands/key.ts';
 import { pruneCommand } from './commands/prune.ts';
 import { repairIndexCommand, repairSnapshotsCommand } from './commands/repair.ts';
@@ -79,6 +87,10 @@ export async function runCli(
     .option('--limit-download <KiB/s>', 'limit downloads from the repository')
     .option('--cache-dir <dir>', 'cache for remote repositories (default: $XDG_CACHE_HOME/backupforge)')
     .option('--no-cache', 'do not use the local cache for remote repositories')
+    .option(
+      '-c, --config <file>',
+      'forge.toml for run/jobs/runs/daemon/schedule (default: $FORGE_CONFIG, ./forge.toml, ~/.config/backupforge/forge.toml)',
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({
@@ -93,7 +105,8 @@ Password: FORGE_PASSWORD, FORGE_PASSWORD_FILE, FORGE_PASSWORD_COMMAND, --passwor
 Repositories: a path, s3:https://host/bucket/prefix, s3:bucket/prefix (AWS), sftp:user@host[:port]/path,
 rclone:remote:path, rest:https://host/path; credentials from the usual env vars (AWS_*, ssh agent).
 Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
-10 repository missing or invalid, 11 repository locked, 12 wrong password, 130 interrupted.`,
+10 repository missing or invalid, 11 repository locked, 12 wrong password, 130 interrupted;
+forge run also: 13 the job is already running, 14 skipped by its before hook.`,
     );
 
   program
@@ -296,6 +309,53 @@ Exit codes: 0 ok, 1 fatal error, 2 usage, 3 partial (some files unreadable),
     .option('-n, --dry-run', 'only report which snapshots and paths are damaged')
     .option('--forget', 'remove the damaged originals after writing the repaired snapshots')
     .action(run(repairSnapshotsCommand));
+
+  program
+    .command('run')
+    .description(
+      'run a job of forge.toml end to end (backup, forget/prune, check, hooks, notifications); for cron',
+    )
+    .argument('<job>', 'job name ([jobs.NAME] in forge.toml)')
+    .action(run(runCommand));
+
+  program
+    .command('jobs')
+    .description('list the jobs of forge.toml with their next and last run')
+    .action(run(jobsCommand));
+
+  program
+    .command('runs')
+    .description('show the run history (newest first)')
+    .argument('[job]', 'only this job')
+    .option('--limit <n>', 'how many runs', '20')
+    .action(run(runsCommand));
+
+  program
+    .command('daemon')
+    .description('run the scheduled jobs of forge.toml (a built-in scheduler; stop with SIGTERM)')
+    .option(
+      '--grace <seconds>',
+      'on SIGTERM, how long a running job may take to finish before it is aborted',
+      '60',
+    )
+    .action(run(daemonCommand));
+
+  const schedule = program.command('schedule').description('scheduling helpers');
+  schedule
+    .command('print')
+    .description('print systemd units or crontab lines for the scheduled jobs')
+    .option('--systemd', 'systemd .service + .timer units')
+    .option('--cron', 'crontab lines')
+    .option('--forge-command <path>', 'how cron/systemd should start forge', 'forge')
+    .action(run(schedulePrintCommand));
+
+  const catalog = program.command('catalog').description('the snapshot catalog of the metadata store');
+  catalog
+    .command('rebuild')
+    .description('recreate the catalog of a repository from the repository itself')
+    .argument('[repository]', 'a repository name of forge.toml (default: -r / the default repository)')
+    .option('--no-files', 'snapshots only, no file listings')
+    .action(run(catalogRebuildCommand));
 
   program
     .command('unlock')

@@ -34,8 +34,12 @@ function shHook(command: string, facts: RunFacts): Promise<HookOutcome> {
       },
     });
     let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
     child.on('close', (code) =>
       resolve({ exitCode: code, timedOut: false, output, durationMs: Date.now() - t0 }),
     );

@@ -68,7 +68,9 @@ describe('Scheduler', () => {
       ),
       run: async (name) => {
         events.push(`start ${name}`);
-        await new Promise<void>((r) => (release = r));
+        await new Promise<void>((r) => {
+          release = r;
+        });
         events.push(`end ${name}`);
       },
     });
@@ -95,13 +97,17 @@ describe('Scheduler', () => {
       lastRunAt: async () => new Date('2026-11-20T03:00:00Z'),
       run: async (name, reason) => {
         ran.push(`${name}:${reason}`);
-        await new Promise<void>((r) => (finish = r));
+        await new Promise<void>((r) => {
+          finish = r;
+        });
       },
     });
     await s.start();
     expect(ran).toEqual(['a:missed']);
     let stopped = false;
-    const stopping = s.stop().then(() => (stopped = true));
+    const stopping = s.stop().then(() => {
+      stopped = true;
+    });
     await vi.advanceTimersByTimeAsync(0);
     expect(stopped).toBe(false);
     finish!();
