@@ -28,6 +28,13 @@ export interface RestoreTarget {
   prepare(): Promise<void>;
   dir(path: readonly string[], meta: FileMetadata): Promise<void>;
   file(path: readonly string[], meta: FileMetadata): Promise<RestoreFileWriter>;
+  /**
+   * Restores a whole small file in one call: content, final size, owner, mode and times, as
+   * `file` + `write` + `close` would. Optional: the engine uses it for files it reads in one
+   * piece, which saves most of the per-file overhead when restoring many small files. On error
+   * it leaves no partial file behind.
+   */
+  writeWhole?(path: readonly string[], meta: FileMetadata, data: Uint8Array): Promise<void>;
   /** Makes `path` another name for the already restored file at `existing`. */
   hardlink(path: readonly string[], existing: readonly string[], meta: FileMetadata): Promise<void>;
   symlink(path: readonly string[], meta: FileMetadata): Promise<void>;

@@ -14,7 +14,8 @@ import type { BlobLocation } from './format/blob-codec.ts';
 import { metadataFromNode, type TreeNode } from './format/tree.ts';
 import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
-import type { RunBlob } from './internal/open-run.ts';
+import { GcPacer } from './internal/gc.ts';
+import { openRun, type RunBlob } from './internal/open-run.ts';
 import { createBlobProcessor } from './internal/worker-pool.ts';
 import type { Repository } from './repository.ts';
 
@@ -29,7 +30,7 @@ export interface RestoreOptions {
   readonly verify?: boolean;
   readonly reporter?: Reporter;
   readonly signal?: AbortSignal;
-  /** Worker threads that decrypt and verify (default: one per core; 0 = this thread). */
+  /** Worker threads that decrypt and verify (default: cores - 1, at least 1; 0 = this thread). */
   readonly workers?: number;
 }
 
@@ -48,13 +49,17 @@ export interface RestoreResult {
   readonly verified: number;
 }
 
+const DONE: Promise<Uint8Array | ReturnedRun> = Promise.resolve(new Uint8Array(0));
+
 /** Runs loaded ahead per file, and files restored at once. */
-const PREFETCH = 2;
-const FILES_IN_PARALLEL = 8;
+const PREFETCH = Number(process.env.FORGE_RESTORE_PREFETCH) || 2;
+const FILES_IN_PARALLEL = Number(process.env.FORGE_RESTORE_FILES) || 8;
 /** Largest run of adjacent blobs read at once (a run of one larger blob is read whole). */
 const RUN_MAX = 4 * 1024 * 1024;
+/** Files of at most one run this size are restored in one call (`RestoreTarget.writeWhole`). */
+const WHOLE_MAX = 1024 * 1024;
 /** Bytes (sealed + plain) of runs in flight: what bounds restore memory. */
-const BUDGET = 48 * 1024 * 1024;
+const BUDGET = (Number(process.env.FORGE_RESTORE_BUDGET_MIB) || 48) * 1024 * 1024;
 /** Errors that make going on pointless. */
 const FATAL = new Set<ForgeErrorCode>([
   'FORGE_NO_SPACE',
@@ -84,6 +89,12 @@ export async function restore(
   const links = new Map<string, { rel: string[]; done: Promise<boolean> }>();
   const fileSlots = new Semaphore(FILES_IN_PARALLEL);
   const budget = new Semaphore(BUDGET);
+  // Pack reads arrive in fresh buffers that die young; V8 collects them late unless asked.
+  const gcEnv = process.env.FORGE_RESTORE_GC;
+  const pacer = new GcPacer(
+    Number(gcEnv?.split(',')[0]) || Number.POSITIVE_INFINITY,
+    Number(gcEnv?.split(',')[1]) || 32 * 1024 * 1024,
+  );
   const pool = new BufferPool(BUDGET);
   const restoredFiles: { rel: string[]; node: TreeNode }[] = [];
   let files = 0;
@@ -149,8 +160,29 @@ export async function restore(
     node: TreeNode,
     meta: ReturnType<typeof metadataFromNode>,
   ) => {
+    const planned = smallRuns.get(node);
+    smallRuns.delete(node);
+    const runs = planned ? [planned] : planRuns(repo, node.content ?? []);
+    const single =
+      runs.length === 0 || (runs.length === 1 && runs[0]!.loc && runs[0]!.rawLength <= WHOLE_MAX);
+    if (target.writeWhole && single) {
+      // Small files: one read, opened on this thread (a worker round trip costs more than the
+      // work), and one call to write the file with its metadata.
+      const data = runs.length === 0 ? new Uint8Array(0) : await fetchSmall(runs[0]!);
+      if (data.length !== (node.size ?? 0)) {
+        throw new ForgeError(
+          'FORGE_INTEGRITY',
+          `content is ${data.length} bytes but the snapshot says ${node.size}`,
+        );
+      }
+      await target.writeWhole(rel, meta, data);
+      files++;
+      bytes += data.length;
+      progress(abs);
+      restoredFiles.push({ rel, node });
+      return;
+    }
     const w = await target.file(rel, meta);
-    const runs = planRuns(repo, node.content ?? []);
     const results: Promise<Uint8Array | ReturnedRun>[] = [];
     const start = (i: number) => {
       const p = fetchRun(runs[i]!);
@@ -163,6 +195,8 @@ export async function restore(
       for (let i = 0; i < runs.length; i++) {
         if (opts.signal?.aborted) throw new ForgeError('FORGE_ABORTED', 'restore was cancelled');
         const got = await results[i]!;
+        // Drop the reference: a finished run must not keep its buffers alive until the file ends.
+        results[i] = DONE;
         if (i + PREFETCH < runs.length) start(i + PREFETCH);
         const data = got instanceof Uint8Array ? got : got.plain;
         try {
@@ -215,17 +249,65 @@ export async function restore(
         { type: 'pack', name: run.loc.packId },
         { offset: run.loc.offset, length: run.sealedLength },
       );
+      pacer.add(sealed.length);
       const out = new Uint8Array(pool.get(run.rawLength), 0, run.rawLength);
       const opened = await processor.open(sealed, run.blobs, out);
       if (opened.failure) {
         release(opened.out);
         return loadBlobs(run.ids);
       }
-      return { plain: opened.out, release: () => release(opened.out) };
+      const plain = opened.out;
+      return { plain, release: () => release(plain) };
     } catch (e) {
       release();
       // A short or missing pack, or a read error: let the per-blob path find another copy.
       return loadBlobs(run.ids);
+    }
+  };
+
+  const fetchSmall = async (run: Run): Promise<Uint8Array> => {
+    try {
+      const batch = batchOf.get(run);
+      batchOf.delete(run);
+      const plain = await batch?.plain(run);
+      if (plain) return plain;
+      const sealed = await repo.backend.load(
+        { type: 'pack', name: run.loc!.packId },
+        { offset: run.loc!.offset, length: run.sealedLength },
+      );
+      const out = new Uint8Array(run.rawLength);
+      if (!openRun(repo.keys, sealed, run.blobs, out)) return out;
+    } catch {
+      // fall through: the per-blob path tries other copies and reports the error
+    }
+    return loadBlobs(run.ids);
+  };
+
+  const openRuns: OpenRuns = async (sealed, blobs, out) => {
+    const r = await processor.open(sealed, blobs, out);
+    return r.failure ? undefined : r.out;
+  };
+  /** Runs of the small files of directories being restored, planned with their directory. */
+  const smallRuns = new Map<TreeNode, Run>();
+  const batchOf = new Map<Run, SmallBatch>();
+  /**
+   * Small files are stored back to back in the order a backup walks them, which is the order a
+   * restore walks them: one read per stretch of a pack (≤ BATCH_MAX) serves many files.
+   */
+  const batchSmallFiles = (dirAbs: string, nodes: readonly TreeNode[], dirIncluded: boolean) => {
+    if (!target.writeWhole) return;
+    let batch: SmallBatch | undefined;
+    for (const child of nodes) {
+      if (child.type !== 'file' || !child.content || child.content.length === 0) continue;
+      const childAbs = dirAbs === '/' ? `/${child.name}` : `${dirAbs}/${child.name}`;
+      if (opts.exclude?.(childAbs)) continue;
+      if (!(dirIncluded || !opts.include || opts.include(childAbs))) continue;
+      const runs = planRuns(repo, child.content);
+      const run = runs[0];
+      if (runs.length !== 1 || !run?.loc || run.rawLength > WHOLE_MAX) continue;
+      smallRuns.set(child, run);
+      if (!batch || !batch.take(run)) batch = new SmallBatch(repo, openRuns, run);
+      batchOf.set(run, batch);
     }
   };
 
@@ -250,6 +332,7 @@ export async function restore(
       try {
         if (inc) await ensureDirs();
         const tree = node.subtree ? await repo.loadTree(node.subtree) : { nodes: [] };
+        batchSmallFiles(abs, tree.nodes, inc);
         const mine: Promise<void>[] = [];
         try {
           for (const child of tree.nodes) {
@@ -302,7 +385,7 @@ export async function restore(
     encKey: repo.keys.encKey,
     macKey: repo.keys.macKey,
     compression: repo.config.compression,
-    workers: opts.workers ?? availableParallelism(),
+    workers: opts.workers ?? Math.max(1, availableParallelism() - 1),
   });
   try {
     const top: Promise<void>[] = [];
@@ -310,6 +393,7 @@ export async function restore(
       if (start.type === 'dir') {
         // The target itself stands for the start directory: restore its children into it.
         const tree = start.subtree ? await repo.loadTree(start.subtree) : { nodes: [] };
+        batchSmallFiles(basePath, tree.nodes, false);
         for (const child of tree.nodes) {
           await visit(
             basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
@@ -343,6 +427,81 @@ interface Run {
   readonly blobs: RunBlob[];
   readonly sealedLength: number;
   readonly rawLength: number;
+}
+
+/** Largest read that serves several small files, and the largest gap (other blobs) it reads over. */
+const BATCH_MAX = 4 * 1024 * 1024;
+const BATCH_GAP = 256 * 1024;
+
+/** Plaintext of a batch that may be this large at most. */
+const BATCH_RAW_MAX = 8 * 1024 * 1024;
+
+/** Opens runs into `out`; resolves with the output (possibly a new view: `out` may be transferred) or undefined on failure. */
+type OpenRuns = (sealed: Uint8Array, blobs: RunBlob[], out: Uint8Array) => Promise<Uint8Array | undefined>;
+
+/**
+ * One read of a stretch of a pack, shared by the small files whose blobs lie in it, opened
+ * (decrypted, decompressed, verified) in one worker message.
+ */
+class SmallBatch {
+  readonly #repo: Repository;
+  readonly #open: OpenRuns;
+  readonly #packId: string;
+  readonly #start: number;
+  #end: number;
+  #raw: number;
+  readonly #members: Run[] = [];
+  #plain: Promise<Map<Run, Uint8Array> | undefined> | undefined;
+
+  constructor(repo: Repository, open: OpenRuns, first: Run) {
+    this.#repo = repo;
+    this.#open = open;
+    this.#packId = first.loc!.packId;
+    this.#start = first.loc!.offset;
+    this.#end = first.loc!.offset + first.sealedLength;
+    this.#raw = first.rawLength;
+    this.#members.push(first);
+  }
+
+  /** Adds a run that lies just after this stretch; false when it does not fit. */
+  take(run: Run): boolean {
+    const loc = run.loc!;
+    const end = loc.offset + run.sealedLength;
+    if (loc.packId !== this.#packId || loc.offset < this.#end || loc.offset - this.#end > BATCH_GAP)
+      return false;
+    if (end - this.#start > BATCH_MAX || this.#raw + run.rawLength > BATCH_RAW_MAX) return false;
+    this.#end = end;
+    this.#raw += run.rawLength;
+    this.#members.push(run);
+    return true;
+  }
+
+  /** The plaintext of `run`, or undefined when the batch failed (the caller retries alone). */
+  async plain(run: Run): Promise<Uint8Array | undefined> {
+    this.#plain ??= this.#readAndOpen();
+    return (await this.#plain)?.get(run);
+  }
+
+  async #readAndOpen(): Promise<Map<Run, Uint8Array> | undefined> {
+    const sealed = await this.#repo.backend.load(
+      { type: 'pack', name: this.#packId },
+      { offset: this.#start, length: this.#end - this.#start },
+    );
+    const blobs: RunBlob[] = [];
+    for (const m of this.#members) {
+      const base = m.loc!.offset - this.#start;
+      for (const b of m.blobs) blobs.push({ ...b, at: base + b.at });
+    }
+    const out = await this.#open(sealed, blobs, new Uint8Array(this.#raw));
+    if (!out) return undefined;
+    const byRun = new Map<Run, Uint8Array>();
+    let at = 0;
+    for (const m of this.#members) {
+      byRun.set(m, out.subarray(at, at + m.rawLength));
+      at += m.rawLength;
+    }
+    return byRun;
+  }
 }
 
 interface ReturnedRun {
