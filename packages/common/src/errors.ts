@@ -121,18 +121,31 @@ interface ErrnoLike {
   message?: unknown;
 }
 
-const RETRYABLE_ERRNO = new Set([
-  'EAGAIN',
-  'EBUSY',
+/**
+ * Network error codes (errno and undici/stream codes) that another attempt may fix: every
+ * backend and notifier classifies connection failures with this one list.
+ */
+export const TRANSIENT_NETWORK_CODES: ReadonlySet<string> = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
+  'ECONNABORTED',
   'ETIMEDOUT',
   'EPIPE',
-  'EINTR',
-  'ENETUNREACH',
+  'ENOTCONN',
   'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTDOWN',
   'EAI_AGAIN',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
 ]);
+
+const RETRYABLE_ERRNO = new Set(['EAGAIN', 'EBUSY', 'EINTR', ...TRANSIENT_NETWORK_CODES]);
 
 /**
  * Normalises anything thrown into a `ForgeError`. Node errno errors get specific codes:

@@ -1,5 +1,12 @@
 export type { ForgeErrorCode, ForgeErrorOptions } from './errors.ts';
-export { ForgeError, ForgeErrorCodes, InternalError, isForgeError, toForgeError } from './errors.ts';
+export {
+  ForgeError,
+  ForgeErrorCodes,
+  InternalError,
+  isForgeError,
+  TRANSIENT_NETWORK_CODES,
+  toForgeError,
+} from './errors.ts';
 export type { ChunkId, PackId, SnapshotId } from './ids.ts';
 export { isHexId, shortId } from './ids.ts';
 export type { Phase, ProgressEvent, Reporter } from './progress.ts';
@@ -23,4 +30,4 @@ export type {
   ObjectType,
   StorageBackend,
 } from './storage.ts';
-export { OBJECT_TYPES, objectKey } from './storage.ts';
+export { OBJECT_DIRS, OBJECT_TYPES, objectKey } from './storage.ts';

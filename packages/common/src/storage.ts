@@ -40,6 +40,15 @@ export interface BackendProperties {
   readonly ephemeral?: boolean;
 }
 
+/** The folder (key prefix) of each object type but `config`, which is a single object. */
+export const OBJECT_DIRS: Readonly<Record<Exclude<ObjectType, 'config'>, string>> = {
+  key: 'keys',
+  pack: 'data',
+  index: 'index',
+  snapshot: 'snapshots',
+  lock: 'locks',
+};
+
 /** The key of an object in a flat key-value store: see {@link ObjectType}. */
 export function objectKey(handle: ObjectHandle): string {
   switch (handle.type) {

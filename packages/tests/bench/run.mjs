@@ -3,6 +3,7 @@
 //
 //   npm run bench -- [--scale 1] [--seed 42] [--work /tmp/forge-bench] [--out bench-results]
 //                    [--tools forge,restic,borg] [--skip-vm] [--keep] [--profile]
+//                    [--remote [--remote-scale 0.05]]   (+ forge over S3 and SFTP: remote.mjs)
 //
 // (`node scripts/run.mjs bench …` builds, then runs this file with the project's Node 24.)
 //
@@ -71,6 +72,8 @@ function parseArgs(argv) {
     skipVm: false,
     keep: false,
     profile: false,
+    remote: false,
+    remoteScale: 0.05,
   };
   for (let i = 0; i < argv.length; i++) {
     const [a, inline] = argv[i].includes('=') ? argv[i].split(/=(.*)/s) : [argv[i], undefined];
@@ -87,9 +90,11 @@ function parseArgs(argv) {
     else if (a === '--skip-vm') o.skipVm = true;
     else if (a === '--keep') o.keep = true;
     else if (a === '--profile') o.profile = true;
+    else if (a === '--remote') o.remote = true;
+    else if (a === '--remote-scale') o.remoteScale = Number(val());
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: run.mjs [--scale 1] [--seed 42] [--work DIR] [--out DIR] [--tools forge,restic,borg] [--skip-vm] [--keep] [--profile]',
+        'usage: run.mjs [--scale 1] [--seed 42] [--work DIR] [--out DIR] [--tools forge,restic,borg] [--skip-vm] [--keep] [--profile] [--remote [--remote-scale 0.05]]',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -795,4 +800,21 @@ try {
   else log(`kept ${W}`);
 }
 if (results.failures.length) code = code || 1;
+// --remote: forge over S3 and SFTP on loopback (remote.mjs), after the side-by-side table.
+if (opts.remote) {
+  const r = spawnSync(
+    process.execPath,
+    [
+      join(HERE, 'remote.mjs'),
+      '--scale',
+      String(opts.remoteScale),
+      '--seed',
+      String(opts.seed),
+      '--out',
+      opts.out,
+    ],
+    { stdio: 'inherit' },
+  );
+  if (r.status !== 0) code = code || 1;
+}
 process.exit(code);

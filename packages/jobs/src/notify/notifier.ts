@@ -1,3 +1,4 @@
+import { TRANSIENT_NETWORK_CODES } from '@backupforge/common';
 import type { NotifierConfig, NotifyEvent, RunFacts, SecretRef } from '../types.ts';
 
 /**
@@ -98,24 +99,8 @@ export function parseHttpUrl(url: string, what: string): URL {
   return parsed;
 }
 
-/** Network error codes that another attempt may fix. */
-export const TRANSIENT_NETWORK_CODES: ReadonlySet<string> = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTDOWN',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
-]);
+/** Network error codes that another attempt may fix (shared with the storage backends). */
+export { TRANSIENT_NETWORK_CODES };
 
 interface CodedError {
   code?: unknown;

@@ -13,7 +13,7 @@ import type {
   ObjectType,
   StorageBackend,
 } from '@backupforge/common';
-import { ForgeError, ForgeErrorCodes, objectKey, toForgeError } from '@backupforge/common';
+import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey, toForgeError } from '@backupforge/common';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
 
 export interface LocalBackendOptions {
@@ -26,13 +26,7 @@ const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 /** Prefix of in-progress `save` files. Valid object names never start with '.', so `list` skips them. */
 const TEMP_PREFIX = '.tmp-';
-const TYPE_DIRS: Readonly<Record<Exclude<ObjectType, 'config'>, string>> = {
-  key: 'keys',
-  pack: 'data',
-  index: 'index',
-  snapshot: 'snapshots',
-  lock: 'locks',
-};
+const TYPE_DIRS = OBJECT_DIRS;
 /** How many `lstat` calls `list` keeps in flight. */
 const STAT_BATCH = 64;
 

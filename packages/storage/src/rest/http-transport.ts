@@ -1,7 +1,7 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
+import { ForgeError, ForgeErrorCodes, TRANSIENT_NETWORK_CODES } from '@backupforge/common';
 import type { RestRequest, RestResponse, RestTransport } from './protocol.ts';
 
 export interface HttpTransportOptions {
@@ -18,19 +18,7 @@ export interface HttpTransportOptions {
 }
 
 /** Network errors that a retry may fix. */
-const RETRYABLE = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTDOWN',
-  'EAI_AGAIN',
-  'ERR_STREAM_PREMATURE_CLOSE',
-]);
+const RETRYABLE = TRANSIENT_NETWORK_CODES;
 
 /** HTTP/1.1 with keep-alive sockets (at most `connections`), over TCP or TLS. */
 export function createHttpTransport(options: HttpTransportOptions): RestTransport {

@@ -9,7 +9,14 @@ import type {
   ObjectType,
   StorageBackend,
 } from '@backupforge/common';
-import { ForgeError, ForgeErrorCodes, isForgeError, objectKey, toForgeError } from '@backupforge/common';
+import {
+  ForgeError,
+  ForgeErrorCodes,
+  isForgeError,
+  OBJECT_DIRS,
+  objectKey,
+  toForgeError,
+} from '@backupforge/common';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
 
 /** The media type that selects version 2 of restic's REST protocol (listings with sizes). */
@@ -58,13 +65,7 @@ export interface RestProtocolOptions {
   readonly authHint: string;
 }
 
-const TYPE_DIRS: Readonly<Record<Exclude<ObjectType, 'config'>, string>> = {
-  key: 'keys',
-  pack: 'data',
-  index: 'index',
-  snapshot: 'snapshots',
-  lock: 'locks',
-};
+const TYPE_DIRS = OBJECT_DIRS;
 
 const APPEND_ONLY_HINT =
   'the server probably runs in append-only mode (rest-server or rclone serve restic --append-only), ' +

@@ -1,4 +1,4 @@
-import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
+import { ForgeError, ForgeErrorCodes, TRANSIENT_NETWORK_CODES } from '@backupforge/common';
 
 /** Where an S3 call failed, for messages: `<location>: cannot <op> <key>: <reason>`. */
 export interface S3ErrorContext {
@@ -65,21 +65,7 @@ const TRANSIENT_NAMES = new Set([
   'XAmzContentSHA256Mismatch',
   'IncompleteBody',
 ]);
-const TRANSIENT_ERRNO = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ENOTCONN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'EAI_AGAIN',
-  'ERR_STREAM_PREMATURE_CLOSE',
-  'UND_ERR_SOCKET',
-]);
+const TRANSIENT_ERRNO = TRANSIENT_NETWORK_CODES;
 const TRANSIENT_MESSAGE =
   /socket hang up|ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|premature close|aborted|timed out/i;
 

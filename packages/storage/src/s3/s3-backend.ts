@@ -8,7 +8,7 @@ import type {
   ObjectType,
   StorageBackend,
 } from '@backupforge/common';
-import { ForgeError, ForgeErrorCodes, objectKey } from '@backupforge/common';
+import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey } from '@backupforge/common';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
 import type { S3Credentials, S3Sdk } from './client.ts';
 import { createS3Client, loadS3Sdk, readCaBundle } from './client.ts';
@@ -55,13 +55,7 @@ export interface S3BackendOptions {
   readonly location?: string;
 }
 
-const TYPE_DIRS: Readonly<Record<Exclude<ObjectType, 'config'>, string>> = {
-  key: 'keys',
-  pack: 'data',
-  index: 'index',
-  snapshot: 'snapshots',
-  lock: 'locks',
-};
+const TYPE_DIRS = OBJECT_DIRS;
 const ARCHIVE_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const MIB = 1024 * 1024;

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ForgeError, ForgeErrorCodes, toForgeError } from '@backupforge/common';
+import { ForgeError, ForgeErrorCodes, TRANSIENT_NETWORK_CODES, toForgeError } from '@backupforge/common';
 import type {
   AnyAuthMethod,
   AuthenticationType,
@@ -393,18 +393,7 @@ function hostKeyProblem(
   }
 }
 
-const RETRYABLE_NET = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'ECONNABORTED',
-]);
+const RETRYABLE_NET = TRANSIENT_NETWORK_CODES;
 
 function connectError(
   err: Error & { level?: string; code?: unknown },

@@ -9,7 +9,7 @@ import type {
   ObjectType,
   StorageBackend,
 } from '@backupforge/common';
-import { ForgeError, ForgeErrorCodes, objectKey } from '@backupforge/common';
+import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey } from '@backupforge/common';
 import type { FileEntryWithStats, Stats } from 'ssh2';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
 import { knownHostsName, parseKnownHosts } from './known-hosts.ts';
@@ -58,13 +58,7 @@ const CHUNK = 32 * 1024;
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 const TEMP_PREFIX = '.tmp-';
-const TYPE_DIRS: Readonly<Record<Exclude<ObjectType, 'config'>, string>> = {
-  key: 'keys',
-  pack: 'data',
-  index: 'index',
-  snapshot: 'snapshots',
-  lock: 'locks',
-};
+const TYPE_DIRS = OBJECT_DIRS;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;

@@ -23,6 +23,8 @@ const RCLONE = env.FORGE_TEST_RCLONE;
 let base: string;
 let corpus: string;
 let cleanup: () => Promise<void>;
+/** `rclone serve restic` on a free loopback port: the server side of the rest: backend. */
+let restServer: { url: string; child: ChildProcess } | undefined;
 
 beforeAll(async () => {
   const t = await tempDir('forge-remote-');
@@ -30,11 +32,33 @@ beforeAll(async () => {
   cleanup = t.cleanup;
   corpus = join(base, 'corpus');
   genTree(corpus, 7, 0.05);
+  if (RCLONE) restServer = await startRestServer(join(base, 'rest-root'));
 }, 300_000);
 
 afterAll(async () => {
+  restServer?.child.kill('SIGTERM');
   await cleanup?.();
 });
+
+async function startRestServer(root: string): Promise<{ url: string; child: ChildProcess }> {
+  await mkdir(root, { recursive: true });
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const child = spawn(RCLONE!, ['serve', 'restic', '--addr', `127.0.0.1:${port}`, root], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((r) => {
+      const s = tcpConnect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      }).on('error', () => r(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `http://127.0.0.1:${port}`, child };
+}
 
 interface Remote {
   readonly name: string;
@@ -75,6 +99,11 @@ const REMOTES: Remote[] = [
       flags: sftpFlags(),
       env: {},
     }),
+  },
+  {
+    name: 'rest',
+    enabled: !!RCLONE,
+    location: async () => ({ repo: `rest:${restServer!.url}/e2e-${unique()}/`, flags: [], env: {} }),
   },
   {
     name: 'rclone',
@@ -242,6 +271,40 @@ class CuttableProxy {
     await new Promise<void>((r) => this.#server.close(() => r()));
   }
 }
+
+describe.skipIf(!S3)('a connection dropped during an S3 backup', () => {
+  it('is retried, the backup succeeds, and the summary says how many retries it took', async () => {
+    const proxy = new CuttableProxy(Number(new URL(S3!).port));
+    await proxy.start();
+    try {
+      const where = {
+        repo: `s3:http://127.0.0.1:${proxy.port}/forge-e2e-${unique()}/repo`,
+        flags: [],
+        env: s3Env(),
+      };
+      expect((await forgeAt(where, ['init'])).code).toBe(0);
+      // Cut every open connection once, 10 MB into the upload, and let new ones through.
+      let cut = false;
+      const timer = setInterval(() => {
+        if (!cut && proxy.bytesUp > 10_000_000) {
+          cut = true;
+          proxy.cut();
+          proxy.restore();
+        }
+      }, 10);
+      const r = await forgeAt(where, ['backup', '--json', corpus], { FORGE_RETRY_BASE_MS: '50' });
+      clearInterval(timer);
+      expect(cut).toBe(true);
+      expect(r.code, r.stderr).toBe(0);
+      const s = summary(r);
+      expect(Number(s.retries)).toBeGreaterThan(0);
+      expect(Number(s.succeeded_after_retry)).toBeGreaterThan(0);
+      expect((await forgeAt(where, ['check', '--read-data'])).code).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
 
 describe.skipIf(!S3)('network down in the middle of an S3 backup', () => {
   it('fails cleanly after retries, leaves the repository consistent, and the next run completes it', async () => {
