@@ -84,7 +84,10 @@ export class Context {
   readonly #retryStats: (() => { retries: number; succeededAfterRetry: number })[] = [];
 
   /** Opens the repository's backend (or `location`, e.g. `--from-repo`), wrapped in retries, limits and the cache. */
-  async backend(location = this.repositoryLocation().location): Promise<StorageBackend> {
+  async backend(
+    location = this.repositoryLocation().location,
+    opts: { cache?: boolean } = {},
+  ): Promise<StorageBackend> {
     const resolved =
       /^[a-z][a-z0-9+]*:/i.test(location) && !/^[a-z]:[\\/]/i.test(location)
         ? location
@@ -96,7 +99,9 @@ export class Context {
       onWarning: (m) => this.out.warn(m),
       ...optional('limitUploadKiB', parseLimit('--limit-upload', this.opts.limitUpload)),
       ...optional('limitDownloadKiB', parseLimit('--limit-download', this.opts.limitDownload)),
-      ...(this.opts.cache === false ? {} : { cacheRoot: cacheDirFor(this.io.env, this.opts.cacheDir) }),
+      ...(this.opts.cache === false || opts.cache === false
+        ? {}
+        : { cacheRoot: cacheDirFor(this.io.env, this.opts.cacheDir) }),
       onRetry: (m) => this.out.note(m),
     });
     this.#retryStats.push(() => backend.retryStats());
@@ -190,8 +195,8 @@ export class Context {
    * Problems with the location (missing, not a repository, unsupported version) are reported
    * before a password is asked for.
    */
-  async openRepository(opts: { autoInit?: boolean } = {}): Promise<Repository> {
-    const backend = await this.backend();
+  async openRepository(opts: { autoInit?: boolean; cache?: boolean } = {}): Promise<Repository> {
+    const backend = await this.backend(undefined, opts.cache === false ? { cache: false } : {});
     const { isDefault } = this.repositoryLocation();
     try {
       await Repository.probe(backend);

@@ -28,7 +28,8 @@ export function parseSubset(s: string): NonNullable<CheckOptions['readDataSubset
 
 export async function checkCommand(ctx: Context, opts: CheckCommandOptions): Promise<number> {
   const subset = opts.readDataSubset ? parseSubset(opts.readDataSubset) : undefined;
-  const repo = await ctx.openRepository();
+  // check reads the storage itself, never the local cache (which could hide damage there).
+  const repo = await ctx.openRepository({ cache: false });
   try {
     const r = await checkRepository(repo, {
       readData: opts.readData ?? false,
