@@ -7,14 +7,10 @@ import { checkCommand } from './commands/check.ts';
 import { copyCommand } from './commands/copy.ts';
 import { forgetCommand } from './commands/forget.ts';
 import { initCommand } from './commands/init.ts';
-import {
-  catalogRebuildCommand,
-  daemonCommand,
-  jobsCommand,
-  runCommand,
-  runsCommand,
-  schedulePrintCommand,
-} from './commands/jobs.ts';
+
+// The job commands (forge.toml, the store, notifiers) load only when one of them runs.
+const jobs = () => import('./commands/jobs.ts');
+
 import { keyAddCommand, keyListCommand, keyPasswdCommand, keyRemoveCommand } from './commands/key.ts';
 import { pruneCommand } from './commands/prune.ts';
 import { repairIndexCommand, repairSnapshotsCommand } from './commands/repair.ts';
@@ -316,19 +312,23 @@ forge run also: 13 the job is already running, 14 skipped by its before hook.`,
       'run a job of forge.toml end to end (backup, forget/prune, check, hooks, notifications); for cron',
     )
     .argument('<job>', 'job name ([jobs.NAME] in forge.toml)')
-    .action(run(runCommand));
+    .action(run(async (ctx, job: string) => (await jobs()).runCommand(ctx, job)));
 
   program
     .command('jobs')
     .description('list the jobs of forge.toml with their next and last run')
-    .action(run(jobsCommand));
+    .action(run(async (ctx) => (await jobs()).jobsCommand(ctx)));
 
   program
     .command('runs')
     .description('show the run history (newest first)')
     .argument('[job]', 'only this job')
     .option('--limit <n>', 'how many runs', '20')
-    .action(run(runsCommand));
+    .action(
+      run(async (ctx, job: string | undefined, o: { limit?: string }) =>
+        (await jobs()).runsCommand(ctx, job, o),
+      ),
+    );
 
   program
     .command('daemon')
@@ -338,7 +338,7 @@ forge run also: 13 the job is already running, 14 skipped by its before hook.`,
       'on SIGTERM, how long a running job may take to finish before it is aborted',
       '60',
     )
-    .action(run(daemonCommand));
+    .action(run(async (ctx, o: { grace?: string }) => (await jobs()).daemonCommand(ctx, o)));
 
   const schedule = program.command('schedule').description('scheduling helpers');
   schedule
@@ -347,7 +347,11 @@ forge run also: 13 the job is already running, 14 skipped by its before hook.`,
     .option('--systemd', 'systemd .service + .timer units')
     .option('--cron', 'crontab lines')
     .option('--forge-command <path>', 'how cron/systemd should start forge', 'forge')
-    .action(run(schedulePrintCommand));
+    .action(
+      run(async (ctx, o: { systemd?: boolean; cron?: boolean; forgeCommand?: string }) =>
+        (await jobs()).schedulePrintCommand(ctx, o),
+      ),
+    );
 
   const catalog = program.command('catalog').description('the snapshot catalog of the metadata store');
   catalog
@@ -355,7 +359,11 @@ forge run also: 13 the job is already running, 14 skipped by its before hook.`,
     .description('recreate the catalog of a repository from the repository itself')
     .argument('[repository]', 'a repository name of forge.toml (default: -r / the default repository)')
     .option('--no-files', 'snapshots only, no file listings')
-    .action(run(catalogRebuildCommand));
+    .action(
+      run(async (ctx, repo: string | undefined, o: { files?: boolean }) =>
+        (await jobs()).catalogRebuildCommand(ctx, repo, o),
+      ),
+    );
 
   program
     .command('unlock')

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { StorageBackend } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
-import type { ComposedBackend } from './decorators/index.ts';
+import { type ComposedBackend, composeBackend } from './decorators/index.ts';
 
 const ACCEPTED_FORMS =
   "a directory path ('/srv/backup', './repo'), 'local:<path>', 's3:https://host/bucket/prefix', " +
@@ -143,7 +143,6 @@ export async function openRepositoryBackend(
   const maxAttempts = options.retryMaxAttempts ?? (Number(env.FORGE_RETRY_MAX_ATTEMPTS) || undefined);
   const baseDelayMs = options.retryBaseMs ?? (Number(env.FORGE_RETRY_BASE_MS) || undefined);
   const onRetry = options.onRetry;
-  const { composeBackend } = await import('./decorators/index.ts');
   return composeBackend(backend, {
     retry: remote
       ? {

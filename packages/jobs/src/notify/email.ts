@@ -1,4 +1,4 @@
-import { createTransport, type NodemailerError, type SMTPTransportOptions } from 'nodemailer';
+import type { NodemailerError, SMTPTransportOptions } from 'nodemailer';
 import type { NotifierConfig } from '../types.ts';
 import { formatRunMessage, formatRunTitle } from './format.ts';
 import {
@@ -72,6 +72,8 @@ export function createEmailNotifier(config: EmailConfig, resolveSecret: SecretRe
       }
       if (config.to.length === 0) throw new NotifySendError('no recipient (to) is configured', false);
       const pass = password ? await password() : undefined;
+      // nodemailer is loaded on the first mail, not with every `forge` command.
+      const { createTransport } = await import('nodemailer');
       const transport = createTransport(smtpOptions(config, pass, SMTP_TIMEOUT_MS));
       try {
         await transport.sendMail({
