@@ -1,5 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import {
+  ForgeError,
   type ForgeErrorCode,
   type Reporter,
   type SnapshotRecord,
@@ -75,6 +76,30 @@ export interface CheckResult {
  * Packs that no index lists are reported as notes (left by interrupted backups; `prune`
  * removes them), not errors.
  */
+/**
+ * Parses a data subset as restic writes it: `10%` (a random share of the packs) or `2/5` (the
+ * second of five groups). `what` names the option in the error (`--read-data-subset`).
+ */
+export function parseReadDataSubset(
+  s: string,
+  what = '--read-data-subset',
+): NonNullable<CheckOptions['readDataSubset']> {
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(s);
+  if (pct) {
+    const percent = Number(pct[1]);
+    if (percent > 0 && percent <= 100) return { percent };
+  }
+  const nm = /^(\d+)\/(\d+)$/.exec(s);
+  if (nm) {
+    const n = Number(nm[1]);
+    const m = Number(nm[2]);
+    if (n >= 1 && m >= 1 && n <= m) return { n, m };
+  }
+  throw new ForgeError('FORGE_USAGE', `${what} ${s} is not understood`, {
+    hint: "use a percentage like '10%' or a group like '2/5'",
+  });
+}
+
 export async function checkRepository(repo: Repository, opts: CheckOptions = {}): Promise<CheckResult> {
   const reporter = opts.reporter ?? silentReporter;
   const findings: CheckFinding[] = [];

@@ -36,6 +36,7 @@ it('public API surface (changes here are API changes: add a changeset)', async (
       "metadataFromNode",
       "parseDuration",
       "parseGroupBy",
+      "parseReadDataSubset",
       "prune",
       "readFileContent",
       "repairIndex",

@@ -3,7 +3,7 @@ export { backup } from './backup.ts';
 export type { DiffChange, DiffItem, WalkItem } from './browse.ts';
 export { diffSnapshots, findNode, findSnapshot, readFileContent, splitPath, walkSnapshot } from './browse.ts';
 export type { CheckFinding, CheckOptions, CheckResult, FindingKind } from './check.ts';
-export { checkRepository } from './check.ts';
+export { checkRepository, parseReadDataSubset } from './check.ts';
 export { createChunker } from './chunker/index.ts';
 export type { CompressionAlgorithm, CompressionSettings } from './compression.ts';
 export type { CopiedSnapshot, CopyChunking, CopyOptions, CopyResult, SkippedSnapshot } from './copy.ts';

@@ -1,5 +1,5 @@
 import { ForgeError } from '@backupforge/common';
-import { type CheckOptions, checkRepository } from '@backupforge/engine';
+import { checkRepository, parseReadDataSubset } from '@backupforge/engine';
 import type { Context } from '../context.ts';
 import { ExitCode } from '../exit-codes.ts';
 
@@ -8,26 +8,8 @@ export interface CheckCommandOptions {
   readDataSubset?: string;
 }
 
-/** `10%` or `2/5`. */
-export function parseSubset(s: string): NonNullable<CheckOptions['readDataSubset']> {
-  const pct = /^(\d+(?:\.\d+)?)%$/.exec(s);
-  if (pct) {
-    const percent = Number(pct[1]);
-    if (percent > 0 && percent <= 100) return { percent };
-  }
-  const nm = /^(\d+)\/(\d+)$/.exec(s);
-  if (nm) {
-    const n = Number(nm[1]);
-    const m = Number(nm[2]);
-    if (n >= 1 && m >= 1 && n <= m) return { n, m };
-  }
-  throw new ForgeError('FORGE_USAGE', `--read-data-subset ${s} is not understood`, {
-    hint: "use a percentage like '10%' or a group like '2/5'",
-  });
-}
-
 export async function checkCommand(ctx: Context, opts: CheckCommandOptions): Promise<number> {
-  const subset = opts.readDataSubset ? parseSubset(opts.readDataSubset) : undefined;
+  const subset = opts.readDataSubset ? parseReadDataSubset(opts.readDataSubset) : undefined;
   // check reads the storage itself, never the local cache (which could hide damage there).
   const repo = await ctx.openRepository({ cache: false });
   try {

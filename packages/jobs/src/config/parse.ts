@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ForgeError, toForgeError } from '@backupforge/common';
-import { parseDuration as parseRetentionDuration } from '@backupforge/engine';
+import { parseReadDataSubset, parseDuration as parseRetentionDuration } from '@backupforge/engine';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type {
   BackupJobConfig,
@@ -838,14 +838,9 @@ function readCheck(c: Collector, path: Path, v: unknown): { readDataSubset?: str
   const p = [...path, 'read_data_subset'];
   const s = readString(c, p, v.read_data_subset);
   if (s === undefined) return undefined;
-  const pct = /^(\d+(?:\.\d+)?)%$/.exec(s);
-  const part = /^(\d+)\/(\d+)$/.exec(s);
-  const valid = pct
-    ? Number(pct[1]) > 0 && Number(pct[1]) <= 100
-    : part
-      ? Number(part[1]) >= 1 && Number(part[1]) <= Number(part[2])
-      : false;
-  if (!valid) {
+  try {
+    parseReadDataSubset(s);
+  } catch {
     c.error(p, `${keyPath(p)}: "${s}" is not a subset; use a percentage like "5%" or a part like "2/5"`);
     return undefined;
   }

@@ -15,6 +15,7 @@ import {
   backup,
   checkRepository,
   forget,
+  parseReadDataSubset,
   prune,
   Repository,
   type RetentionPolicy,
@@ -346,7 +347,10 @@ async function backupSteps(
   if (job.check) {
     const c = await checkRepository(repo, {
       ...(job.check.readDataSubset
-        ? { readData: true, readDataSubset: parseSubset(job.check.readDataSubset) }
+        ? {
+            readData: true,
+            readDataSubset: parseReadDataSubset(job.check.readDataSubset, 'read_data_subset'),
+          }
         : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
@@ -374,16 +378,6 @@ function toPolicy(r: RetentionConfig): RetentionPolicy {
   };
   for (const k of Object.keys(p)) if (p[k] === undefined) delete p[k];
   return p as RetentionPolicy;
-}
-
-function parseSubset(s: string): { percent: number } | { n: number; m: number } {
-  const pct = /^(\d+(?:\.\d+)?)%$/.exec(s);
-  if (pct) return { percent: Number(pct[1]) };
-  const nm = /^(\d+)\/(\d+)$/.exec(s);
-  if (nm) return { n: Number(nm[1]), m: Number(nm[2]) };
-  throw new ForgeError('FORGE_USAGE', `read_data_subset '${s}' is not understood`, {
-    hint: "use a percentage like '5%' or a group like '1/10'",
-  });
 }
 
 function hookOpts(job: JobConfig, signal?: AbortSignal): { timeoutMs: number; signal?: AbortSignal } {
