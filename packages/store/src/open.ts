@@ -7,6 +7,7 @@ import { migrateToLatest } from './migrations.ts';
 import type { StoreSchema } from './schema.ts';
 import { KyselyStore } from './store.ts';
 import type { PostgresStoreOptions, SqliteStoreOptions, Store, StoreOptions } from './types.ts';
+import { withProcessLock } from './util.ts';
 
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
@@ -131,15 +132,17 @@ async function openSqlite(options: SqliteStoreOptions): Promise<Store> {
   try {
     // One write transaction around the version check and the migrations: two processes opening a
     // fresh file cannot both migrate it, and a locked file fails here, after the busy timeout.
-    await sql`begin immediate`.execute(db);
-    let version: number;
-    try {
-      version = (await migrateToLatest(db, 'sqlite')).to;
-      await sql`commit`.execute(db);
-    } catch (e) {
-      await sql`rollback`.execute(db).catch(() => undefined);
-      throw e;
-    }
+    const version = await withProcessLock(path, async () => {
+      await sql`begin immediate`.execute(db);
+      try {
+        const { to } = await migrateToLatest(db, 'sqlite');
+        await sql`commit`.execute(db);
+        return to;
+      } catch (e) {
+        await sql`rollback`.execute(db).catch(() => undefined);
+        throw e;
+      }
+    });
     return new KyselyStore(db, ctx, version);
   } catch (e) {
     await db.destroy().catch(() => undefined);

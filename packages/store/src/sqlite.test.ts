@@ -147,4 +147,23 @@ describe('a locked sqlite file', () => {
     await store.upsertJob({ name: 'b', kind: 'backup', repository: 'r' });
     expect((await store.listJobs()).map((j) => j.name)).toEqual(['a', 'b']);
   });
+
+  it('lets two stores on one file in one process take turns instead of deadlocking', async () => {
+    // better-sqlite3 waits for a lock synchronously: without the per-process lock, one store's
+    // wait blocks the thread the other needs to finish its transaction, and a run like this
+    // ends in "database is locked" after the busy timeout.
+    for (let round = 0; round < 10; round++) {
+      const path = freshPath();
+      const [a, b] = await Promise.all([tracked(path, 300), tracked(path, 300)]);
+      const work: Promise<unknown>[] = [];
+      for (let i = 0; i < 20; i++) {
+        const s = i % 2 === 0 ? a : b;
+        work.push(s.upsertJob({ name: `job-${i}`, kind: 'backup', repository: 'r' }));
+        work.push(s.startRun(`job-${i}`, 'backup').then((id) => s.finishRun(id, { status: 'success' })));
+      }
+      await Promise.all(work);
+      expect(await a.listJobs()).toHaveLength(20);
+      expect(await b.listRuns({ status: 'success' })).toHaveLength(20);
+    }
+  });
 });

@@ -53,6 +53,7 @@ import {
   requireText,
   toMs,
   toMsOrNull,
+  withProcessLock,
 } from './util.ts';
 
 type Db = Kysely<StoreSchema>;
@@ -217,6 +218,10 @@ export class KyselyStore implements Store {
   async #op<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (this.#closed) throw new ForgeError('FORGE_USAGE', `${what}: the store is closed`);
     try {
+      // Stores on the same SQLite file in one process take turns (see withProcessLock).
+      if (this.kind === 'sqlite' && this.#ctx.target !== ':memory:') {
+        return await withProcessLock(this.#ctx.target, fn);
+      }
       return await fn();
     } catch (e) {
       throw mapDbError(e, this.#ctx, what);

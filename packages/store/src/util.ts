@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { ForgeError } from '@backupforge/common';
 import type { TimeInput } from './types.ts';
@@ -89,4 +90,33 @@ export function parseJson<T>(text: string | null, fallback: T): T {
 /** Only A–Z, so SQLite's `lower()` and this agree. */
 export function foldAscii(s: string): string {
   return s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+const held = new AsyncLocalStorage<Set<string>>();
+const tails = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs `fn` while holding this process's lock on `key` (a database file), re-entrant within one
+ * async call chain. better-sqlite3 waits for a busy database synchronously, so two stores on the
+ * same file in one process would block the thread while the other holds a transaction across an
+ * `await` — a self-deadlock that ends in "database is locked". Taking turns here avoids that;
+ * SQLite's own locks still order other processes.
+ */
+export async function withProcessLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const mine = held.getStore();
+  if (mine?.has(key)) return fn();
+  const before = tails.get(key) ?? Promise.resolve();
+  let release!: () => void;
+  const turn = new Promise<void>((r) => {
+    release = r;
+  });
+  const tail = before.then(() => turn);
+  tails.set(key, tail);
+  await before;
+  try {
+    return await held.run(new Set([...(mine ?? []), key]), fn);
+  } finally {
+    release();
+    if (tails.get(key) === tail) tails.delete(key);
+  }
 }
