@@ -4,6 +4,7 @@ import {
   type ContentReader,
   type FileMetadata,
   ForgeError,
+  type ForgeErrorCode,
   InternalError,
   isForgeError,
   type Reporter,
@@ -25,6 +26,7 @@ import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
 import { GcPacer } from './internal/gc.ts';
+import type { SmallFileRequest } from './internal/small-files.ts';
 import { type BlobProcessor, createBlobProcessor } from './internal/worker-pool.ts';
 import { RepositoryLock } from './lock.ts';
 import { PackWriter } from './pack-writer.ts';
@@ -42,7 +44,7 @@ export interface BackupOptions {
   readonly dryRun?: boolean;
   readonly reporter?: Reporter;
   readonly signal?: AbortSignal;
-  /** Worker threads for hashing/compression/encryption; default: cores - 1 (at least 1); 0: same thread. */
+  /** Worker threads that read small files and compress/encrypt; default: cores - 1, but 2 on a 2-core machine (`FORGE_WORKERS` overrides); 0: same thread. */
   readonly workers?: number;
   /** Run the source's pre-scan for progress totals (the CLI does on a TTY). */
   readonly scan?: boolean;
@@ -63,6 +65,21 @@ export interface BackupResult {
 /** Chunk bytes hashed/sealed concurrently; bounds memory whatever the file sizes. */
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 const READ_SIZE = 4 * 1024 * 1024;
+/** Small local files go to a worker in batches of at most this many files or bytes. */
+const BATCH_FILES = 128;
+const BATCH_BYTES = 1024 * 1024;
+/** Batches in flight per worker thread (one being read, others being sealed or packed). */
+const BATCHES_PER_WORKER = 3;
+
+/** A small local file waiting in the current batch, with what settles its tree node. */
+interface Batched {
+  readonly entry: SourceEntry;
+  readonly name: string;
+  readonly where: string;
+  readonly prev: TreeNode | undefined;
+  readonly resolve: (node: TreeNode | undefined) => void;
+  readonly reject: (e: unknown) => void;
+}
 
 interface Frame {
   readonly path: readonly string[];
@@ -123,6 +140,7 @@ export async function backup(
   const lock = opts.dryRun ? undefined : await RepositoryLock.acquire(repo.backend, { exclusive: false });
   const processor = createBlobProcessor({
     encKey: repo.keys.encKey,
+    macKey: repo.keys.macKey,
     compression: repo.config.compression,
     ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
   });
@@ -186,7 +204,12 @@ class BackupRun {
   readonly #opts: BackupOptions;
   readonly #writer: PackWriter;
   readonly #inflight = new Semaphore(IN_FLIGHT_BYTES);
-  readonly #gc = new GcPacer(64 * 1024 * 1024, 4 * 1024 * 1024);
+  // Chunk buffers are pooled; what dies young here is per-chunk bookkeeping and worker replies.
+  // FORGE_BACKUP_GC=major,minor (bytes) tunes the pacing for experiments.
+  readonly #gc = new GcPacer(
+    Number(process.env.FORGE_BACKUP_GC?.split(',')[0]) || 64 * 1024 * 1024,
+    Number(process.env.FORGE_BACKUP_GC?.split(',')[1]) || 4 * 1024 * 1024,
+  );
   readonly #pool = new BufferPool(IN_FLIGHT_BYTES);
   /** Small files read at the same time. */
   readonly #smallSlots = new Semaphore(16);
@@ -203,7 +226,16 @@ class BackupRun {
     bytes: 0,
   };
   #readBuf: Buffer | undefined;
+  #aheadBuf: Buffer | undefined;
   #lastReport = 0;
+  /** Small local files waiting to go to a worker together. */
+  #batch: Batched[] = [];
+  #batchBytes = 0;
+  readonly #batchSlots = new Semaphore(BATCHES_PER_WORKER);
+  /** Output buffers of sealed batches, handed back to the worker for the next batch. */
+  readonly #spareOut: Uint8Array[] = [];
+  /** The first error of work that runs behind the walk (directory trees, batches): stops the walk. */
+  #failure: unknown;
 
   constructor(
     repo: Repository,
@@ -299,6 +331,7 @@ class BackupRun {
     for await (const ev of this.#source.entries(signal)) {
       if (signal?.aborted)
         throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
+      if (this.#failure !== undefined) throw this.#failure;
       if (ev.kind === 'warning') {
         this.#warn(ev);
         continue;
@@ -306,7 +339,7 @@ class BackupRun {
       if (targets.some((t) => t.length <= ev.path.length && t.every((c, i) => c === ev.path[i]))) entries++;
       const depth = ev.path.length;
       if (depth === 0) throw new InternalError('source yielded an entry with an empty path');
-      while (stack.length > depth) await this.#closeFrame(stack);
+      while (stack.length > depth) this.#closeFrame(stack);
       const top = stack[stack.length - 1]!;
       if (stack.length !== depth || top.path.some((c, i) => c !== ev.path[i])) {
         throw new InternalError(`source yielded ${ev.path.join('/')} out of order`);
@@ -327,7 +360,8 @@ class BackupRun {
         top.nodes.push(Promise.resolve(nodeFromMetadata(name, ev.meta)));
       }
     }
-    while (stack.length > 1) await this.#closeFrame(stack);
+    while (stack.length > 1) this.#closeFrame(stack);
+    await this.#dispatchBatch();
     const root = stack[0]!;
     if (entries === 0 && this.warnings.length > 0) {
       throw new ForgeError('FORGE_NOT_FOUND', `nothing to back up: ${this.warnings[0]!.message}`, {
@@ -346,16 +380,25 @@ class BackupRun {
     return nodes;
   }
 
-  async #closeFrame(stack: Frame[]): Promise<void> {
+  /**
+   * Ends a directory: its tree is stored once all its entries are, behind the walk (its small
+   * files may still sit in a batch that later files fill). A failure there stops the walk.
+   */
+  #closeFrame(stack: Frame[]): void {
     const frame = stack.pop()!;
-    const nodes = await this.#settle(frame);
-    const subtree = await this.#storeTree(nodes);
-    const prev = frame.parentNode;
-    if (!prev || prev.type !== 'dir') this.#c.dirsNew++;
-    else if (prev.subtree === subtree) this.#c.dirsUnmodified++;
-    else this.#c.dirsChanged++;
     const name = frame.path[frame.path.length - 1]!;
-    stack[stack.length - 1]!.nodes.push(Promise.resolve(nodeFromMetadata(name, frame.meta!, { subtree })));
+    const node = (async () => {
+      const subtree = await this.#storeTree(await this.#settle(frame));
+      const prev = frame.parentNode;
+      if (!prev || prev.type !== 'dir') this.#c.dirsNew++;
+      else if (prev.subtree === subtree) this.#c.dirsUnmodified++;
+      else this.#c.dirsChanged++;
+      return nodeFromMetadata(name, frame.meta!, { subtree });
+    })();
+    node.catch((e: unknown) => {
+      this.#failure ??= e;
+    });
+    stack[stack.length - 1]!.nodes.push(node);
   }
 
   async #storeTree(nodes: TreeNode[]): Promise<string> {
@@ -394,14 +437,11 @@ class BackupRun {
       this.#progress(where);
       return { node: Promise.resolve(nodeFromMetadata(name, m, { content: [...prev.content] })) };
     }
-    const counted = (read: { size: number; content: Promise<string[]> } | undefined) => {
-      if (!read) return undefined;
-      if (prev) this.#c.filesChanged++;
-      else this.#c.filesNew++;
-      this.#c.files++;
-      this.#progress(where);
-      return read;
-    };
+    const counted = (read: { size: number; content: Promise<string[]> } | undefined) =>
+      this.#counted(prev, where, read);
+    if (entry.localPath && !entry.streamed && m.size < this.#repo.config.chunker.min) {
+      return this.#enqueueSmall(entry, name, where, prev);
+    }
     // Files smaller than the minimum chunk are one chunk: many are read at once, each into its
     // own buffer, so their open/read/close calls overlap (tens of thousands of small files).
     if (!entry.streamed && m.size < this.#repo.config.chunker.min) {
@@ -419,6 +459,128 @@ class BackupRun {
     const read = counted(await this.#readLarge(entry, where));
     if (!read) return { node: Promise.resolve(undefined) };
     return { node: read.content.then((content) => nodeFromMetadata(name, m, { content, size: read.size })) };
+  }
+
+  #counted<T extends { size: number }>(prev: TreeNode | undefined, where: string, read: T | undefined) {
+    if (!read) return undefined;
+    if (prev) this.#c.filesChanged++;
+    else this.#c.filesNew++;
+    this.#c.files++;
+    this.#progress(where);
+    return read;
+  }
+
+  /** Adds a small local file to the current batch; sends the batch when it is full. */
+  async #enqueueSmall(
+    entry: SourceEntry,
+    name: string,
+    where: string,
+    prev: TreeNode | undefined,
+  ): Promise<{ node: Promise<TreeNode | undefined> }> {
+    let resolve!: (n: TreeNode | undefined) => void;
+    let reject!: (e: unknown) => void;
+    const node = handled(
+      new Promise<TreeNode | undefined>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      }),
+    );
+    this.#batch.push({ entry, name, where, prev, resolve, reject });
+    this.#batchBytes += entry.meta.size + 1;
+    if (this.#batch.length >= BATCH_FILES || this.#batchBytes >= BATCH_BYTES) await this.#dispatchBatch();
+    return { node };
+  }
+
+  /** Sends the current batch to a worker (waiting while enough batches are in flight). */
+  async #dispatchBatch(): Promise<void> {
+    if (this.#batch.length === 0) return;
+    const items = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    await this.#batchSlots.acquire();
+    this.#runBatch(items)
+      .catch((e: unknown) => {
+        this.#failure ??= e;
+        for (const it of items) it.reject(e);
+      })
+      .finally(() => this.#batchSlots.release());
+  }
+
+  /**
+   * One batch: the worker reads the files and computes their ids; the new ones are sealed there
+   * and added to packs here. Files that cannot be read are warned about (the backup goes on,
+   * partial); files that grew past the small-file size are read again the chunked way.
+   */
+  async #runBatch(items: Batched[]): Promise<void> {
+    const files: SmallFileRequest[] = items.map((b) => ({
+      path: b.entry.localPath!,
+      size: b.entry.meta.size,
+    }));
+    const batch = await this.#processor.readSmall(files);
+    const want = new Uint8Array(items.length);
+    const done: Array<() => void> = [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const r = batch.results[i]!;
+      const m = it.entry.meta;
+      if (r.error) {
+        this.#warn({
+          kind: 'warning',
+          path: it.where,
+          code: r.error.code as ForgeErrorCode,
+          message:
+            r.error.stage === 'open'
+              ? `cannot read ${it.where}: ${r.error.message}`
+              : `error reading ${it.where}: ${r.error.message}`,
+        });
+        it.resolve(undefined);
+        continue;
+      }
+      if (r.grew) {
+        // It grew past what the walk saw: read it again, chunked (and warned about there).
+        this.#readLarge(it.entry, it.where).then((read) => {
+          const c = this.#counted(it.prev, it.where, read);
+          if (!c) return it.resolve(undefined);
+          c.content.then(
+            (content) => it.resolve(nodeFromMetadata(it.name, m, { content, size: c.size })),
+            it.reject,
+          );
+        }, it.reject);
+        continue;
+      }
+      const size = r.size;
+      this.#c.bytes += size;
+      if (size !== m.size) {
+        this.#warn({
+          kind: 'warning',
+          path: it.where,
+          code: 'FORGE_IO',
+          message: `${it.where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
+        });
+      }
+      this.#counted(it.prev, it.where, r);
+      if (size === 0) {
+        it.resolve(nodeFromMetadata(it.name, m, { content: [], size }));
+        continue;
+      }
+      const hex = Buffer.from(batch.ids.buffer, batch.ids.byteOffset + 32 * i, 32).toString('hex');
+      if (this.#writer.claim(hex, 'data')) want[i] = 1;
+      done.push(() => it.resolve(nodeFromMetadata(it.name, m, { content: [hex], size })));
+    }
+    const sealed = await batch.seal(want, this.#spareOut.pop());
+    for (let i = 0; i < items.length; i++) {
+      const b = sealed.blobs[i];
+      if (!b) continue;
+      await this.#writer.add({
+        id: Buffer.from(batch.ids.subarray(32 * i, 32 * i + 32)),
+        type: 'data',
+        compression: b.compression,
+        rawLength: batch.results[i]!.size,
+        sealed: sealed.out.subarray(b.at, b.at + b.length),
+      });
+    }
+    if (this.#spareOut.length < BATCHES_PER_WORKER) this.#spareOut.push(sealed.out);
+    for (const f of done) f();
   }
 
   /** Opens a file's content, or warns (the backup goes on, partial) and returns undefined. */
@@ -538,8 +700,13 @@ class BackupRun {
     const cap = cfg.max + READ_SIZE;
     if (!this.#readBuf || this.#readBuf.length < cap) this.#readBuf = Buffer.allocUnsafe(cap);
     const buf = this.#readBuf;
+    this.#aheadBuf ??= Buffer.allocUnsafe(READ_SIZE);
+    const ahead = this.#aheadBuf;
     const reader = await this.#open(entry, where);
     if (!reader) return undefined;
+    // One read always in flight into `ahead` while this thread chunks what it has: on a cold
+    // cache the disk and the CPU then work at the same time.
+    let pending: Promise<number> | undefined = handled(reader.read(ahead));
     const parts: Promise<string>[] = [];
     let size = 0;
     let start = 0;
@@ -555,8 +722,12 @@ class BackupRun {
             end -= start;
             start = 0;
           }
-          const n = await reader.read(buf.subarray(end, end + READ_SIZE));
-          if (n === 0) eof = true;
+          const n = pending ? await pending : 0;
+          pending = undefined;
+          if (n > 0) {
+            ahead.copy(buf, end, 0, n);
+            pending = handled(reader.read(ahead));
+          } else eof = true;
           end += n;
           size += n;
           this.#c.bytes += n;
@@ -592,6 +763,7 @@ class BackupRun {
       await Promise.allSettled(parts);
       return undefined;
     } finally {
+      if (pending) await pending.catch(() => {});
       await reader.close().catch(() => {});
     }
     if (!entry.streamed && size !== m.size) {

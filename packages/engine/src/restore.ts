@@ -258,7 +258,7 @@ export async function restore(
       }
       const plain = opened.out;
       return { plain, release: () => release(plain) };
-    } catch (e) {
+    } catch {
       release();
       // A short or missing pack, or a read error: let the per-blob path find another copy.
       return loadBlobs(run.ids);

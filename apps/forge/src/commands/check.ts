@@ -1,4 +1,3 @@
-import { ForgeError } from '@backupforge/common';
 import { checkRepository, parseReadDataSubset } from '@backupforge/engine';
 import type { Context } from '../context.ts';
 import { ExitCode } from '../exit-codes.ts';

@@ -280,6 +280,6 @@ export class TreeWalker {
 
   #entry(abs: string, path: readonly string[], meta: FileMetadata): SourceEntry {
     if (meta.type !== 'file') return { kind: 'entry', path, meta };
-    return { kind: 'entry', path, meta, open: () => openFileReader(abs) };
+    return { kind: 'entry', path, meta, localPath: abs, open: () => openFileReader(abs) };
   }
 }

@@ -6,6 +6,7 @@ import type { CompressionSettings } from '../compression.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
 import { GcPacer } from './gc.ts';
 import { openRun, type RunBlob } from './open-run.ts';
+import { readSmallBatch, type SmallBatch, type SmallFileRequest, sealSmallBatch } from './small-files.ts';
 
 interface Init {
   encKey: Uint8Array;
@@ -19,6 +20,21 @@ interface OpenTask {
   sealed: Uint8Array;
   blobs: RunBlob[];
   out: Uint8Array;
+}
+
+interface ReadSmallTask {
+  kind: 'readSmall';
+  seq: number;
+  batch: number;
+  files: SmallFileRequest[];
+}
+
+interface SealSmallTask {
+  kind: 'sealSmall';
+  seq: number;
+  batch: number;
+  want: Uint8Array;
+  out?: Uint8Array;
 }
 
 interface SealTask {
@@ -42,9 +58,39 @@ function onOpen(t: OpenTask): void {
   port!.postMessage({ seq: t.seq, out: t.out, sealed: t.sealed, failure }, transfer);
 }
 
-port.on('message', (t: SealTask | OpenTask) => {
+/** Batches read and waiting for their seal message; arenas of sealed batches, for reuse. */
+const batches = new Map<number, SmallBatch>();
+const spareArenas: Uint8Array[] = [];
+
+function onReadSmall(t: ReadSmallTask): void {
+  try {
+    const b = readSmallBatch(init.macKey!, t.files, spareArenas.pop());
+    batches.set(t.batch, b);
+    port!.postMessage({ seq: t.seq, results: b.results, ids: b.ids });
+  } catch (e) {
+    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+function onSealSmall(t: SealSmallTask): void {
+  const b = batches.get(t.batch);
+  batches.delete(t.batch);
+  try {
+    if (!b) throw new Error(`small-file batch ${t.batch} is unknown`);
+    const r = sealSmallBatch(init.encKey, init.compression, b, t.want, t.out);
+    if (spareArenas.length < 4) spareArenas.push(b.arena);
+    pacer.add(b.arena.byteLength);
+    port!.postMessage({ seq: t.seq, out: r.out, blobs: r.blobs }, [r.out.buffer as ArrayBuffer]);
+  } catch (e) {
+    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+port.on('message', (t: SealTask | OpenTask | ReadSmallTask | SealSmallTask) => {
   if ('kind' in t) {
-    onOpen(t);
+    if (t.kind === 'open') onOpen(t);
+    else if (t.kind === 'readSmall') onReadSmall(t);
+    else onSealSmall(t);
     return;
   }
   try {

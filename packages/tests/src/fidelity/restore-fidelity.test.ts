@@ -46,8 +46,11 @@ function countingSource(src: BackupSource, opened: string[]): BackupSource {
       for await (const ev of src.entries(signal)) {
         if (ev.kind === 'entry' && ev.open) {
           const open = ev.open.bind(ev);
+          // Without `localPath` the engine reads every file through `open()`, where it is counted
+          // (small local files are otherwise read on a worker, unseen from here).
+          const { localPath: _direct, ...rest } = ev;
           yield {
-            ...ev,
+            ...rest,
             open: () => {
               opened.push(`/${ev.path.join('/')}`);
               return open();
