@@ -86,6 +86,23 @@ function onSealSmall(t: SealSmallTask): void {
   }
 }
 
+function sealAndReply(seq: number, id: Uint8Array, type: BlobType, data: Uint8Array): void {
+  try {
+    // Sealed in place: the result goes back in the buffer that brought the plaintext, which the
+    // main thread then returns to its pool.
+    const s = sealBlob(init.encKey, { id, type, data }, init.compression, true);
+    pacer.add(data.length);
+    const transfer = [s.sealed.buffer as ArrayBuffer];
+    if (s.sealed.buffer !== data.buffer) transfer.push(data.buffer as ArrayBuffer);
+    port!.postMessage(
+      { seq, sealed: s.sealed, compression: s.compression, rawLength: s.rawLength },
+      transfer,
+    );
+  } catch (e) {
+    port!.postMessage({ seq, error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
 port.on('message', (t: SealTask | OpenTask | ReadSmallTask | SealSmallTask) => {
   if ('kind' in t) {
     if (t.kind === 'open') onOpen(t);
@@ -93,18 +110,5 @@ port.on('message', (t: SealTask | OpenTask | ReadSmallTask | SealSmallTask) => {
     else onSealSmall(t);
     return;
   }
-  try {
-    // Sealed in place: the result goes back in the buffer that brought the plaintext, which the
-    // main thread then returns to its pool.
-    const s = sealBlob(init.encKey, { id: t.id, type: t.type, data: t.data }, init.compression, true);
-    pacer.add(t.data.length);
-    const transfer = [s.sealed.buffer as ArrayBuffer];
-    if (s.sealed.buffer !== t.data.buffer) transfer.push(t.data.buffer as ArrayBuffer);
-    port.postMessage(
-      { seq: t.seq, sealed: s.sealed, compression: s.compression, rawLength: s.rawLength },
-      transfer,
-    );
-  } catch (e) {
-    port.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
-  }
+  sealAndReply(t.seq, t.id, t.type, t.data);
 });

@@ -2,6 +2,14 @@ const GRANULE = 256 * 1024;
 /** Buffers below this size are not pooled (small allocations are cheap and collected fast). */
 const MIN_POOLED = 64 * 1024;
 
+/** ArrayBuffers that came from (or went into) a pool: owned whole by their user, so transferable. */
+const owned = new WeakSet<ArrayBuffer>();
+
+/** True for a pool's buffer, which a worker message may move (transfer) instead of copying. */
+export function isPoolBuffer(ab: ArrayBufferLike): boolean {
+  return ab instanceof ArrayBuffer && owned.has(ab);
+}
+
 /**
  * Reuses chunk-sized ArrayBuffers. Backing up moves gigabytes through buffers of a few MiB;
  * allocating a fresh one per chunk leaves the process at several times its working set, because
@@ -30,11 +38,14 @@ export class BufferPool {
       this.#freeBytes -= cap;
       return ab;
     }
-    return new ArrayBuffer(cap);
+    const fresh = new ArrayBuffer(cap);
+    owned.add(fresh);
+    return fresh;
   }
 
   put(ab: ArrayBuffer): void {
     const cap = ab.byteLength;
+    owned.add(ab);
     if (cap < MIN_POOLED || cap % GRANULE !== 0 || this.#freeBytes + cap > this.#maxFree) return;
     let list = this.#free.get(cap);
     if (!list) {

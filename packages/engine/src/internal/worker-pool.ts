@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { InternalError } from '@backupforge/common';
 import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
 import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
+import { isPoolBuffer } from './buffer-pool.ts';
 import { openRun, type RunBlob, type RunFailure } from './open-run.ts';
 import {
   readSmallBatch,
@@ -161,8 +162,10 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       best.w.postMessage({ ...msg, seq: id }, transfer);
     });
   }
+  // A view of a whole buffer, or of a pool buffer, moves to the worker; anything else (a slice of
+  // Node's shared Buffer pool, say) is copied.
   function transferable(data: Uint8Array): ArrayBuffer[] {
-    return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
+    return (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) || isPoolBuffer(data.buffer)
       ? [data.buffer as ArrayBuffer]
       : [];
   }
