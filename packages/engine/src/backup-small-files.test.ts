@@ -106,8 +106,9 @@ describe('small local files in batches', () => {
       const repo = await fresh();
       const res = await backup(repo, src, { workers });
       expect(res.partial).toBe(false);
-      // Only the large file was opened through the source; the small ones went in batches.
-      expect(src.opened).toEqual(['/data/big.bin']);
+      // The small files went in batches; the large one was opened through the source on this
+      // thread (no workers) or chunked on a worker's lane.
+      expect(src.opened).toEqual(workers === 0 ? ['/data/big.bin'] : []);
       const t = memTarget();
       const r = await restore(repo, await findSnapshot(repo, 'latest'), t, { verify: true });
       expect(r.errors).toEqual([]);
@@ -188,4 +189,47 @@ describe('small local files in batches', () => {
       expect(sha(got('data/g-grew-big.txt')!)).toBe(sha(grewBig));
     });
   }
+
+  it('chunks large files on a worker lane next to the main thread: identical content, dedup, warnings', async () => {
+    const files: Record<string, Uint8Array> = {};
+    for (let i = 0; i < 6; i++) files[`/data/big${i}.bin`] = prng(900 * 1024 + i * 333_333, 20 + i);
+    files['/data/big6-copy.bin'] = files['/data/big2.bin']!; // the same chunks again
+    files['/data/big7-log.txt'] = Buffer.concat([text(3_000_000, 7), prng(200_000, 8)]);
+    files['/data/big8-vanishes.bin'] = prng(1_500_000, 9);
+    files['/data/big9-shrinks.bin'] = prng(2_000_000, 10);
+    const root = await writeTree(files);
+    await rm(join(root, 'data/big8-vanishes.bin'));
+    const shrunk = files['/data/big9-shrinks.bin']!.subarray(0, 1_200_000);
+    await writeFile(join(root, 'data/big9-shrinks.bin'), shrunk);
+
+    const repo = await fresh();
+    const src = localSource(root, files);
+    const res = await backup(repo, src, { workers: 2 });
+    // Some large files went to the lane (not opened through the source), some to this thread.
+    expect(src.opened.length).toBeGreaterThan(0);
+    expect(src.opened.length).toBeLessThan(10);
+    expect(res.warnings.map((w) => w.path).sort()).toEqual([
+      '/data/big8-vanishes.bin',
+      '/data/big9-shrinks.bin',
+    ]);
+    const t = memTarget();
+    const r = await restore(repo, await findSnapshot(repo, 'latest'), t, { verify: true });
+    expect(r.errors).toEqual([]);
+    for (const [p, data] of Object.entries(files)) {
+      if (p.includes('vanishes')) continue;
+      const want = p.includes('shrinks') ? shrunk : data;
+      const got = t.out.get(p.slice(1))?.data;
+      expect(`${p} ${got ? sha(got) : 'missing'}`).toBe(`${p} ${sha(want)}`);
+    }
+    // The copy added no data: a second repository without it stores as much.
+    const repo2 = await fresh();
+    const { '/data/big6-copy.bin': _copy, ...withoutCopy } = files;
+    const root2 = await writeTree(withoutCopy);
+    await rm(join(root2, 'data/big8-vanishes.bin'));
+    await writeFile(join(root2, 'data/big9-shrinks.bin'), shrunk);
+    const res2 = await backup(repo2, localSource(root2, withoutCopy), { workers: 2 });
+    expect(res.snapshot.summary!.dataBlobs).toBe(res2.snapshot.summary!.dataBlobs);
+    // (dataAdded counts tree bytes too: the copy's tree entry, well under a KiB.)
+    expect(res.snapshot.summary!.dataAdded - res2.snapshot.summary!.dataAdded).toBeLessThan(1024);
+  });
 });

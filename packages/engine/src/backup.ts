@@ -235,6 +235,8 @@ class BackupRun {
   readonly #batchSlots = new Semaphore(BATCHES_PER_WORKER);
   /** Output buffers of sealed batches, handed back to the worker for the next batch. */
   readonly #spareOut: Uint8Array[] = [];
+  /** A worker is chunking a large file (one at a time). */
+  #laneBusy = false;
   /** The first error of work that runs behind the walk (directory trees, batches): stops the walk. */
   #failure: unknown;
 
@@ -457,6 +459,17 @@ class BackupRun {
         }),
       };
     }
+    // A second large file goes to a worker's lane while this thread chunks another one.
+    if (entry.localPath && !entry.streamed && this.#processor.openLane && !this.#laneBusy) {
+      this.#laneBusy = true;
+      const node = this.#laneFile(entry, name, where, prev).finally(() => {
+        this.#laneBusy = false;
+      });
+      node.catch((e: unknown) => {
+        this.#failure ??= e;
+      });
+      return { node };
+    }
     const read = counted(await this.#readLarge(entry, where));
     if (!read) return { node: Promise.resolve(undefined) };
     return { node: read.content.then((content) => nodeFromMetadata(name, m, { content, size: read.size })) };
@@ -582,6 +595,91 @@ class BackupRun {
     }
     if (this.#spareOut.length < BATCHES_PER_WORKER) this.#spareOut.push(sealed.out);
     for (const f of done) f();
+  }
+
+  /**
+   * A large local file chunked on a worker: each step brings a segment's ids; this thread claims
+   * the new ones, and the next step seals them there (and reads on). Read errors are warnings,
+   * as on the main thread's path; every chunk claimed here is stored before this resolves.
+   */
+  async #laneFile(
+    entry: SourceEntry,
+    name: string,
+    where: string,
+    prev: TreeNode | undefined,
+  ): Promise<TreeNode | undefined> {
+    const m = entry.meta;
+    const cfg = this.#repo.config.chunker;
+    const lane = this.#processor.openLane!(
+      entry.localPath!,
+      this.#source.chunking === 'fixed' ? { ...cfg, algorithm: 'fixed' } : cfg,
+    );
+    const content: string[] = [];
+    let want: Uint8Array | undefined;
+    /** Ids of the chunks marked in `want`, in order: the next step brings them sealed. */
+    let claimed: Buffer[] = [];
+    let size = 0;
+    let failure: { code: string; message: string } | undefined;
+    try {
+      while (true) {
+        if (this.#opts.signal?.aborted)
+          throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
+        const step = await lane.step(want, this.#spareOut.pop());
+        if (step.sealed.length !== claimed.length)
+          throw new InternalError('file lane sealed other chunks than asked');
+        for (let k = 0; k < step.sealed.length; k++) {
+          const b = step.sealed[k]!;
+          await this.#writer.add({
+            id: claimed[k]!,
+            type: 'data',
+            compression: b.compression,
+            rawLength: b.rawLength,
+            sealed: step.out!.subarray(b.at, b.at + b.length),
+          });
+        }
+        if (step.out && this.#spareOut.length < BATCHES_PER_WORKER) this.#spareOut.push(step.out);
+        this.#c.bytes += step.size - size;
+        size = step.size;
+        this.#progress(where);
+        if (step.failure) {
+          failure = step.failure;
+          break;
+        }
+        if (step.finished) break;
+        want = new Uint8Array(step.count);
+        claimed = [];
+        for (let i = 0; i < step.count; i++) {
+          const id = Buffer.from(step.ids.subarray(32 * i, 32 * i + 32));
+          const hex = id.toString('hex');
+          content.push(hex);
+          if (this.#writer.claim(hex, 'data')) {
+            want[i] = 1;
+            claimed.push(id);
+          }
+        }
+      }
+    } finally {
+      await lane.close().catch(() => {});
+    }
+    if (failure) {
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: failure.code as ForgeErrorCode,
+        message: `${failure.message.startsWith('opening') ? 'cannot read' : 'error reading'} ${where}: ${failure.message}`,
+      });
+      return undefined;
+    }
+    if (size !== m.size) {
+      this.#warn({
+        kind: 'warning',
+        path: where,
+        code: 'FORGE_IO',
+        message: `${where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
+      });
+    }
+    this.#counted(prev, where, { size });
+    return nodeFromMetadata(name, m, { content, size });
   }
 
   /** Opens a file's content, or warns (the backup goes on, partial) and returns undefined. */

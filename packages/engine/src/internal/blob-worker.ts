@@ -2,8 +2,10 @@
 // runs of blobs (restore), off the main thread. Loaded by worker-pool.ts.
 // Runs from dist (compiled) or from src (Node >= 22.18 strips the types).
 import { parentPort, workerData } from 'node:worker_threads';
+import type { ChunkerParams } from '../chunker/index.ts';
 import type { CompressionSettings } from '../compression.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
+import { FileLane } from './file-lane.ts';
 import { GcPacer } from './gc.ts';
 import { openRun, type RunBlob } from './open-run.ts';
 import { readSmallBatch, type SmallBatch, type SmallFileRequest, sealSmallBatch } from './small-files.ts';
@@ -35,6 +37,16 @@ interface SealSmallTask {
   batch: number;
   want: Uint8Array;
   out?: Uint8Array;
+}
+
+interface LaneTask {
+  kind: 'laneStep' | 'laneClose';
+  seq: number;
+  lane: number;
+  path?: string;
+  params?: ChunkerParams;
+  want?: Uint8Array;
+  spare?: Uint8Array;
 }
 
 interface SealTask {
@@ -103,11 +115,41 @@ function sealAndReply(seq: number, id: Uint8Array, type: BlobType, data: Uint8Ar
   }
 }
 
-port.on('message', (t: SealTask | OpenTask | ReadSmallTask | SealSmallTask) => {
+/** Large files being chunked here, by lane number. */
+const lanes = new Map<number, FileLane>();
+
+function onLane(t: LaneTask): void {
+  try {
+    if (t.kind === 'laneClose') {
+      lanes.get(t.lane)?.close();
+      lanes.delete(t.lane);
+      port!.postMessage({ seq: t.seq });
+      return;
+    }
+    let lane = lanes.get(t.lane);
+    if (!lane) {
+      lane = new FileLane(
+        t.path!,
+        t.params!,
+        { macKey: init.macKey!, encKey: init.encKey },
+        init.compression,
+      );
+      lanes.set(t.lane, lane);
+    }
+    const r = lane.step(t.want, t.spare);
+    pacer.add(8 * 1024 * 1024); // about one segment
+    port!.postMessage({ seq: t.seq, ...r }, r.out ? [r.out.buffer as ArrayBuffer] : []);
+  } catch (e) {
+    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+port.on('message', (t: SealTask | OpenTask | ReadSmallTask | SealSmallTask | LaneTask) => {
   if ('kind' in t) {
     if (t.kind === 'open') onOpen(t);
     else if (t.kind === 'readSmall') onReadSmall(t);
-    else onSealSmall(t);
+    else if (t.kind === 'sealSmall') onSealSmall(t);
+    else onLane(t);
     return;
   }
   sealAndReply(t.seq, t.id, t.type, t.data);

@@ -3,9 +3,11 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { InternalError } from '@backupforge/common';
+import type { ChunkerParams } from '../chunker/index.ts';
 import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
 import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
 import { isPoolBuffer } from './buffer-pool.ts';
+import type { LaneStep } from './file-lane.ts';
 import { openRun, type RunBlob, type RunFailure } from './open-run.ts';
 import {
   readSmallBatch,
@@ -34,6 +36,13 @@ export interface OpenedRun {
   readonly failure?: RunFailure;
 }
 
+/** A large file chunked on one worker thread, step by step (see `FileLane`). */
+export interface FileLaneHandle {
+  /** Seals the previous segment's chunks marked in `want`, then reads and hashes the next segment. */
+  step(want?: Uint8Array, spare?: Uint8Array): Promise<LaneStep>;
+  close(): Promise<void>;
+}
+
 export interface BlobProcessor {
   /**
    * Compress + encrypt. `data` may be transferred away: don't use it afterwards. When its
@@ -51,6 +60,11 @@ export interface BlobProcessor {
    * ids. Needs `macKey`.
    */
   readSmall(files: SmallFileRequest[]): Promise<SmallBatchHandle>;
+  /**
+   * Chunks a large local file on a worker thread (only when there are worker threads): lets a
+   * second file be chunked while this thread chunks another. Needs `macKey`.
+   */
+  openLane?(path: string, params: ChunkerParams): FileLaneHandle;
   close(): Promise<void>;
 }
 
@@ -171,6 +185,24 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   }
   let batches = 0;
   return {
+    openLane(path, params) {
+      needMacKey(opts);
+      let slot = workers[0]!;
+      for (const s of workers) if (s.busy < slot.busy) slot = s;
+      const lane = ++batches;
+      let first = true;
+      return {
+        step(want, spare) {
+          const msg: Record<string, unknown> = { kind: 'laneStep', lane, want, spare };
+          if (first) Object.assign(msg, { path, params });
+          first = false;
+          return post<LaneStep>(msg, spare ? [spare.buffer as ArrayBuffer] : [], slot);
+        },
+        async close() {
+          await post({ kind: 'laneClose', lane }, [], slot);
+        },
+      };
+    },
     async readSmall(files) {
       needMacKey(opts);
       let slot = workers[0]!;

@@ -1,0 +1,187 @@
+// A large local file read, chunked and hashed on a worker thread, segment by segment, while the
+// main thread chunks another one: two files at once instead of one. The main thread decides
+// which chunks are new (it owns the index); the worker seals those before it reads on.
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { ForgeError, ForgeErrorCodes, toForgeError } from '@backupforge/common';
+import { type ChunkerParams, createChunker } from '../chunker/index.ts';
+import type { Chunker } from '../chunker/types.ts';
+import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
+import { compress } from '../compression.ts';
+import { SEAL_OVERHEAD, seal } from '../crypto/aead.ts';
+import { blobId } from '../crypto/master-key.ts';
+import { blobAad } from '../format/blob-codec.ts';
+
+const READ_SIZE = 8 * 1024 * 1024;
+const BASE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const NOATIME = constants.O_NOATIME ?? 0;
+
+/** What one step gives back: the sealed chunks asked for last time, then the next segment. */
+export interface LaneStep {
+  /** Sealed bytes of the chunks marked in the previous `want`, back to back. */
+  readonly out?: Uint8Array;
+  readonly sealed: { at: number; length: number; compression: CompressionAlgorithm; rawLength: number }[];
+  /** Ids (32 bytes each) of this segment's chunks; empty when the file is finished. */
+  readonly ids: Uint8Array;
+  readonly count: number;
+  /** Bytes read from the file so far. */
+  readonly size: number;
+  /** No more chunks: the file is read to its end. */
+  readonly finished: boolean;
+  /** Reading failed (the sealed chunks above are still valid and must be stored). */
+  readonly failure?: { readonly code: string; readonly message: string };
+}
+
+/** One file being chunked on this thread. */
+export class FileLane {
+  readonly #path: string;
+  readonly #chunker: Chunker;
+  readonly #macKey: Uint8Array;
+  readonly #encKey: Uint8Array;
+  readonly #compression: CompressionSettings;
+  readonly #buf: Buffer;
+  #fd = -1;
+  #start = 0;
+  #end = 0;
+  #eof = false;
+  #size = 0;
+  /** This segment's chunks: [offset, length] pairs into #buf. */
+  #chunks: number[] = [];
+  /** Their ids, 32 bytes each. */
+  #ids = new Uint8Array(0);
+
+  constructor(
+    path: string,
+    params: ChunkerParams,
+    keys: { macKey: Uint8Array; encKey: Uint8Array },
+    compression: CompressionSettings,
+  ) {
+    this.#path = path;
+    this.#chunker = createChunker(params);
+    this.#macKey = keys.macKey;
+    this.#encKey = keys.encKey;
+    this.#compression = compression;
+    this.#buf = Buffer.allocUnsafe(params.max + READ_SIZE);
+  }
+
+  #open(): void {
+    try {
+      try {
+        this.#fd = openSync(this.#path, BASE_FLAGS | NOATIME);
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if (NOATIME === 0 || (code !== 'EPERM' && code !== 'EINVAL')) throw e;
+        this.#fd = openSync(this.#path, BASE_FLAGS);
+      }
+      if (!fstatSync(this.#fd).isFile()) {
+        throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${this.#path} is no longer a regular file`);
+      }
+    } catch (e) {
+      throw toForgeError(e, `opening ${this.#path}`);
+    }
+  }
+
+  /**
+   * Seals the chunks of the previous segment marked in `want`, then reads and chunks the next
+   * segment (as much as the buffer holds) and hashes its chunks.
+   */
+  step(want: Uint8Array | undefined, spare?: Uint8Array): LaneStep {
+    const { out, sealed } = this.#seal(want, spare);
+    this.#chunks = [];
+    try {
+      if (this.#fd < 0) this.#open();
+      this.#fill();
+    } catch (e) {
+      const fe = toForgeError(e, `reading ${this.#path}`);
+      return {
+        ...(out ? { out } : {}),
+        sealed,
+        ids: new Uint8Array(0),
+        count: 0,
+        size: this.#size,
+        finished: true,
+        failure: { code: fe.code, message: fe.message },
+      };
+    }
+    const count = this.#chunks.length / 2;
+    const ids = new Uint8Array(32 * count);
+    for (let i = 0; i < count; i++) {
+      const at = this.#chunks[2 * i]!;
+      const len = this.#chunks[2 * i + 1]!;
+      ids.set(blobId(this.#macKey, this.#buf.subarray(at, at + len)), 32 * i);
+    }
+    this.#ids = ids;
+    return {
+      ...(out ? { out } : {}),
+      sealed,
+      ids,
+      count,
+      size: this.#size,
+      finished: count === 0 && this.#eof,
+    };
+  }
+
+  #seal(want: Uint8Array | undefined, spare?: Uint8Array): Pick<LaneStep, 'out' | 'sealed'> {
+    const sealed: LaneStep['sealed'] = [];
+    if (!want) return { sealed };
+    let need = 0;
+    for (let i = 0; i < want.length; i++) if (want[i]) need += this.#chunks[2 * i + 1]! + SEAL_OVERHEAD;
+    if (need === 0) return { sealed };
+    const out = spare && spare.byteLength >= need ? spare : new Uint8Array(need);
+    let pos = 0;
+    for (let i = 0; i < want.length; i++) {
+      if (!want[i]) continue;
+      const at = this.#chunks[2 * i]!;
+      const len = this.#chunks[2 * i + 1]!;
+      const data = this.#buf.subarray(at, at + len);
+      const id = this.#ids.subarray(32 * i, 32 * i + 32);
+      const c = compress(data, this.#compression);
+      const s = seal(
+        this.#encKey,
+        c.data,
+        blobAad('data', c.algorithm, id, len),
+        undefined,
+        out.subarray(pos),
+      );
+      sealed.push({ at: pos, length: s.length, compression: c.algorithm, rawLength: len });
+      pos += s.length;
+    }
+    return { out, sealed };
+  }
+
+  /** Reads and cuts until the buffer cannot take another read without moving this segment. */
+  #fill(): void {
+    const buf = this.#buf;
+    // The previous segment is sealed or dropped: the unconsumed tail moves to the front.
+    if (this.#start > 0) {
+      buf.copy(buf, 0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (true) {
+      if (!this.#eof && this.#end - this.#start < this.#chunker.maxChunkSize) {
+        if (buf.length - this.#end < READ_SIZE) return; // full: hand this segment over first
+        const n = readSync(this.#fd, buf, this.#end, READ_SIZE, null);
+        if (n === 0) this.#eof = true;
+        this.#end += n;
+        this.#size += n;
+        continue;
+      }
+      if (this.#start === this.#end) return;
+      const cut = this.#chunker.cut(buf, this.#start, this.#end, this.#eof);
+      if (cut < 0) throw new ForgeError('FORGE_INTERNAL', 'chunker asked for more data than it may');
+      this.#chunks.push(this.#start, cut - this.#start);
+      this.#start = cut;
+    }
+  }
+
+  close(): void {
+    if (this.#fd >= 0) {
+      try {
+        closeSync(this.#fd);
+      } catch {
+        // read-only descriptor
+      }
+      this.#fd = -1;
+    }
+  }
+}
