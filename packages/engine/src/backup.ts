@@ -618,6 +618,7 @@ class BackupRun {
     let want: Uint8Array | undefined;
     /** Ids of the chunks marked in `want`, in order: the next step brings them sealed. */
     let claimed: Buffer[] = [];
+    const parts: Promise<void>[] = [];
     let size = 0;
     let failure: { code: string; message: string } | undefined;
     try {
@@ -625,17 +626,17 @@ class BackupRun {
         if (this.#opts.signal?.aborted)
           throw new ForgeError('FORGE_ABORTED', 'backup was cancelled; nothing was committed');
         const step = await lane.step(want, this.#spareOut.pop());
-        if (step.sealed.length !== claimed.length)
-          throw new InternalError('file lane sealed other chunks than asked');
-        for (let k = 0; k < step.sealed.length; k++) {
-          const b = step.sealed[k]!;
-          await this.#writer.add({
-            id: claimed[k]!,
-            type: 'data',
-            compression: b.compression,
-            rawLength: b.rawLength,
-            sealed: step.out!.subarray(b.at, b.at + b.length),
-          });
+        if (step.wanted.length !== claimed.length)
+          throw new InternalError('file lane handed over other chunks than asked');
+        for (let k = 0; k < step.wanted.length; k++) {
+          const w = step.wanted[k]!;
+          // Into a pool buffer with room to seal in place, then to whichever worker is free.
+          const cap = BufferPool.capacity(w.length + SEAL_OVERHEAD);
+          await this.#inflight.acquire(cap);
+          const chunk = new Uint8Array(this.#pool.get(w.length + SEAL_OVERHEAD), 0, w.length);
+          chunk.set(step.out!.subarray(w.at, w.at + w.length));
+          this.#gc.add(w.length);
+          parts.push(handled(this.#sealAndAdd(claimed[k]!, chunk, cap)));
         }
         if (step.out && this.#spareOut.length < BATCHES_PER_WORKER) this.#spareOut.push(step.out);
         this.#c.bytes += step.size - size;
@@ -660,7 +661,9 @@ class BackupRun {
       }
     } finally {
       await lane.close().catch(() => {});
+      await Promise.allSettled(parts);
     }
+    await Promise.all(parts); // a failed seal or pack write fails the backup
     if (failure) {
       this.#warn({
         kind: 'warning',
@@ -877,20 +880,26 @@ class BackupRun {
   }
 
   async #storeChunk(chunk: Uint8Array, cap: number): Promise<string> {
-    let back: ArrayBuffer | undefined = chunk.buffer as ArrayBuffer;
+    // The id is computed here (HMAC-SHA256 runs at ~1.6 GiB/s): the worker then only compresses
+    // and encrypts new chunks, one round trip instead of two (hashing on the worker, with a
+    // second message to seal or drop, measured no faster), and duplicates never leave this thread.
+    const id = blobId(this.#repo.keys.macKey, chunk);
+    const hex = id.toString('hex');
+    if (this.#writer.claim(hex, 'data')) await this.#sealAndAdd(id, chunk, cap);
+    else {
+      this.#pool.put(chunk.buffer as ArrayBuffer);
+      this.#inflight.release(cap);
+    }
+    return hex;
+  }
+
+  /** Seals a claimed chunk (a pool buffer of `cap` in-flight bytes) on a worker and packs it. */
+  async #sealAndAdd(id: Buffer, chunk: Uint8Array, cap: number): Promise<void> {
+    let back: ArrayBuffer | undefined;
     try {
-      // The id is computed here (HMAC-SHA256 runs at ~1.6 GiB/s): the worker then only compresses
-      // and encrypts new chunks, one round trip instead of two (hashing on the worker, with a
-      // second message to seal or drop, measured no faster), and duplicates never leave this thread.
-      const id = blobId(this.#repo.keys.macKey, chunk);
-      const hex = id.toString('hex');
-      if (this.#writer.claim(hex, 'data')) {
-        back = undefined; // the pool buffer moves to a worker and comes back sealed
-        const sealed = await this.#processor.seal(id, 'data', chunk);
-        back = sealed.sealed.buffer as ArrayBuffer;
-        await this.#writer.add(sealed);
-      }
-      return hex;
+      const sealed = await this.#processor.seal(id, 'data', chunk); // the buffer moves and comes back
+      back = sealed.sealed.buffer as ArrayBuffer;
+      await this.#writer.add(sealed);
     } finally {
       if (back) this.#pool.put(back);
       this.#inflight.release(cap);

@@ -128,12 +128,7 @@ function onLane(t: LaneTask): void {
     }
     let lane = lanes.get(t.lane);
     if (!lane) {
-      lane = new FileLane(
-        t.path!,
-        t.params!,
-        { macKey: init.macKey!, encKey: init.encKey },
-        init.compression,
-      );
+      lane = new FileLane(t.path!, t.params!, init.macKey!);
       lanes.set(t.lane, lane);
     }
     const r = lane.step(t.want, t.spare);

@@ -1,25 +1,23 @@
 // A large local file read, chunked and hashed on a worker thread, segment by segment, while the
 // main thread chunks another one: two files at once instead of one. The main thread decides
-// which chunks are new (it owns the index); the worker seals those before it reads on.
+// which chunks are new (it owns the index); the worker hands those over before it reads on, and
+// they are sealed on whichever worker is free (a single huge file must not leave one worker
+// doing everything).
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { ForgeError, ForgeErrorCodes, toForgeError } from '@backupforge/common';
 import { type ChunkerParams, createChunker } from '../chunker/index.ts';
 import type { Chunker } from '../chunker/types.ts';
-import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
-import { compress } from '../compression.ts';
-import { SEAL_OVERHEAD, seal } from '../crypto/aead.ts';
 import { blobId } from '../crypto/master-key.ts';
-import { blobAad } from '../format/blob-codec.ts';
 
 const READ_SIZE = 8 * 1024 * 1024;
 const BASE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const NOATIME = constants.O_NOATIME ?? 0;
 
-/** What one step gives back: the sealed chunks asked for last time, then the next segment. */
+/** What one step gives back: the chunks asked for last time, then the next segment. */
 export interface LaneStep {
-  /** Sealed bytes of the chunks marked in the previous `want`, back to back. */
+  /** The chunks marked in the previous `want`, back to back. */
   readonly out?: Uint8Array;
-  readonly sealed: { at: number; length: number; compression: CompressionAlgorithm; rawLength: number }[];
+  readonly wanted: { at: number; length: number }[];
   /** Ids (32 bytes each) of this segment's chunks; empty when the file is finished. */
   readonly ids: Uint8Array;
   readonly count: number;
@@ -27,7 +25,7 @@ export interface LaneStep {
   readonly size: number;
   /** No more chunks: the file is read to its end. */
   readonly finished: boolean;
-  /** Reading failed (the sealed chunks above are still valid and must be stored). */
+  /** Reading failed (the chunks handed over above are still valid and must be stored). */
   readonly failure?: { readonly code: string; readonly message: string };
 }
 
@@ -36,8 +34,6 @@ export class FileLane {
   readonly #path: string;
   readonly #chunker: Chunker;
   readonly #macKey: Uint8Array;
-  readonly #encKey: Uint8Array;
-  readonly #compression: CompressionSettings;
   readonly #buf: Buffer;
   #fd = -1;
   #start = 0;
@@ -46,20 +42,11 @@ export class FileLane {
   #size = 0;
   /** This segment's chunks: [offset, length] pairs into #buf. */
   #chunks: number[] = [];
-  /** Their ids, 32 bytes each. */
-  #ids = new Uint8Array(0);
 
-  constructor(
-    path: string,
-    params: ChunkerParams,
-    keys: { macKey: Uint8Array; encKey: Uint8Array },
-    compression: CompressionSettings,
-  ) {
+  constructor(path: string, params: ChunkerParams, macKey: Uint8Array) {
     this.#path = path;
     this.#chunker = createChunker(params);
-    this.#macKey = keys.macKey;
-    this.#encKey = keys.encKey;
-    this.#compression = compression;
+    this.#macKey = macKey;
     this.#buf = Buffer.allocUnsafe(params.max + READ_SIZE);
   }
 
@@ -81,11 +68,11 @@ export class FileLane {
   }
 
   /**
-   * Seals the chunks of the previous segment marked in `want`, then reads and chunks the next
+   * Hands over the chunks of the previous segment marked in `want`, then reads and chunks the next
    * segment (as much as the buffer holds) and hashes its chunks.
    */
   step(want: Uint8Array | undefined, spare?: Uint8Array): LaneStep {
-    const { out, sealed } = this.#seal(want, spare);
+    const { out, wanted } = this.#handOver(want, spare);
     this.#chunks = [];
     try {
       if (this.#fd < 0) this.#open();
@@ -94,7 +81,7 @@ export class FileLane {
       const fe = toForgeError(e, `reading ${this.#path}`);
       return {
         ...(out ? { out } : {}),
-        sealed,
+        wanted,
         ids: new Uint8Array(0),
         count: 0,
         size: this.#size,
@@ -109,10 +96,9 @@ export class FileLane {
       const len = this.#chunks[2 * i + 1]!;
       ids.set(blobId(this.#macKey, this.#buf.subarray(at, at + len)), 32 * i);
     }
-    this.#ids = ids;
     return {
       ...(out ? { out } : {}),
-      sealed,
+      wanted,
       ids,
       count,
       size: this.#size,
@@ -120,32 +106,23 @@ export class FileLane {
     };
   }
 
-  #seal(want: Uint8Array | undefined, spare?: Uint8Array): Pick<LaneStep, 'out' | 'sealed'> {
-    const sealed: LaneStep['sealed'] = [];
-    if (!want) return { sealed };
+  #handOver(want: Uint8Array | undefined, spare?: Uint8Array): Pick<LaneStep, 'out' | 'wanted'> {
+    const wanted: LaneStep['wanted'] = [];
+    if (!want) return { wanted };
     let need = 0;
-    for (let i = 0; i < want.length; i++) if (want[i]) need += this.#chunks[2 * i + 1]! + SEAL_OVERHEAD;
-    if (need === 0) return { sealed };
+    for (let i = 0; i < want.length; i++) if (want[i]) need += this.#chunks[2 * i + 1]!;
+    if (need === 0) return { wanted };
     const out = spare && spare.byteLength >= need ? spare : new Uint8Array(need);
     let pos = 0;
     for (let i = 0; i < want.length; i++) {
       if (!want[i]) continue;
       const at = this.#chunks[2 * i]!;
       const len = this.#chunks[2 * i + 1]!;
-      const data = this.#buf.subarray(at, at + len);
-      const id = this.#ids.subarray(32 * i, 32 * i + 32);
-      const c = compress(data, this.#compression);
-      const s = seal(
-        this.#encKey,
-        c.data,
-        blobAad('data', c.algorithm, id, len),
-        undefined,
-        out.subarray(pos),
-      );
-      sealed.push({ at: pos, length: s.length, compression: c.algorithm, rawLength: len });
-      pos += s.length;
+      out.set(this.#buf.subarray(at, at + len), pos);
+      wanted.push({ at: pos, length: len });
+      pos += len;
     }
-    return { out, sealed };
+    return { out, wanted };
   }
 
   /** Reads and cuts until the buffer cannot take another read without moving this segment. */

@@ -38,7 +38,7 @@ export interface OpenedRun {
 
 /** A large file chunked on one worker thread, step by step (see `FileLane`). */
 export interface FileLaneHandle {
-  /** Seals the previous segment's chunks marked in `want`, then reads and hashes the next segment. */
+  /** Hands over the previous segment's chunks marked in `want`, then reads and hashes the next segment. */
   step(want?: Uint8Array, spare?: Uint8Array): Promise<LaneStep>;
   close(): Promise<void>;
 }
@@ -62,7 +62,8 @@ export interface BlobProcessor {
   readSmall(files: SmallFileRequest[]): Promise<SmallBatchHandle>;
   /**
    * Chunks a large local file on a worker thread (only when there are worker threads): lets a
-   * second file be chunked while this thread chunks another. Needs `macKey`.
+   * second file be chunked while this thread chunks another; new chunks come back to be sealed
+   * like any other. Needs `macKey`.
    */
   openLane?(path: string, params: ChunkerParams): FileLaneHandle;
   close(): Promise<void>;
