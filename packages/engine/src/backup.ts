@@ -65,6 +65,8 @@ export interface BackupResult {
 /** Chunk bytes hashed/sealed concurrently; bounds memory whatever the file sizes. */
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 const READ_SIZE = 4 * 1024 * 1024;
+/** Largest file chunked on a worker's lane (larger ones are chunked on the main thread). */
+const LANE_MAX_FILE = (Number(process.env.FORGE_LANE_MAX_MIB || Number.NaN) || 64) * 1024 * 1024;
 /** Small local files go to a worker in batches of at most this many files or bytes. */
 const BATCH_FILES = 128;
 const BATCH_BYTES = 1024 * 1024;
@@ -459,8 +461,16 @@ class BackupRun {
         }),
       };
     }
-    // A second large file goes to a worker's lane while this thread chunks another one.
-    if (entry.localPath && !entry.streamed && this.#processor.openLane && !this.#laneBusy) {
+    // A large file goes to a worker's lane when it is free, so that this thread can chunk the
+    // next one meanwhile. Very large files stay here: the lane copies each new chunk once more,
+    // and a lone huge file (a disk image) gains nothing from it (measured slower).
+    if (
+      entry.localPath &&
+      !entry.streamed &&
+      this.#processor.openLane &&
+      !this.#laneBusy &&
+      m.size <= LANE_MAX_FILE
+    ) {
       this.#laneBusy = true;
       const node = this.#laneFile(entry, name, where, prev).finally(() => {
         this.#laneBusy = false;
