@@ -574,14 +574,7 @@ class BackupRun {
       }
       const size = r.size;
       this.#c.bytes += size;
-      if (size !== m.size) {
-        this.#warn({
-          kind: 'warning',
-          path: it.where,
-          code: 'FORGE_IO',
-          message: `${it.where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
-        });
-      }
+      if (size !== m.size) this.#warnSizeChanged(it.where, m.size, size);
       this.#counted(it.prev, it.where, r);
       if (size === 0) {
         it.resolve(nodeFromMetadata(it.name, m, { content: [], size }));
@@ -683,16 +676,18 @@ class BackupRun {
       });
       return undefined;
     }
-    if (size !== m.size) {
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: 'FORGE_IO',
-        message: `${where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
-      });
-    }
+    if (size !== m.size) this.#warnSizeChanged(where, m.size, size);
     this.#counted(prev, where, { size });
     return nodeFromMetadata(name, m, { content, size });
+  }
+
+  #warnSizeChanged(where: string, listed: number, read: number): void {
+    this.#warn({
+      kind: 'warning',
+      path: where,
+      code: 'FORGE_IO',
+      message: `${where} changed size while being read (${listed} → ${read} bytes); saved what was read`,
+    });
   }
 
   /** Opens a file's content, or warns (the backup goes on, partial) and returns undefined. */
@@ -777,14 +772,7 @@ class BackupRun {
       return this.#readLarge(entry, where); // it grew: read it again, chunked (and warned about there)
     }
     this.#c.bytes += size;
-    if (size !== m.size) {
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: 'FORGE_IO',
-        message: `${where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
-      });
-    }
+    if (size !== m.size) this.#warnSizeChanged(where, m.size, size);
     if (size === 0) {
       release();
       return { size, content: Promise.resolve([]) };
@@ -878,14 +866,7 @@ class BackupRun {
       if (pending) await pending.catch(() => {});
       await reader.close().catch(() => {});
     }
-    if (!entry.streamed && size !== m.size) {
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: 'FORGE_IO',
-        message: `${where} changed size while being read (${m.size} → ${size} bytes); saved what was read`,
-      });
-    }
+    if (!entry.streamed && size !== m.size) this.#warnSizeChanged(where, m.size, size);
     return { size, content: Promise.all(parts) };
   }
 
