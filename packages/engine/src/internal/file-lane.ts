@@ -3,15 +3,14 @@
 // which chunks are new (it owns the index); the worker hands those over before it reads on, and
 // they are sealed on whichever worker is free (a single huge file must not leave one worker
 // doing everything).
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { ForgeError, ForgeErrorCodes, toForgeError } from '@backupforge/common';
 import { type ChunkerParams, createChunker } from '../chunker/index.ts';
 import type { Chunker } from '../chunker/types.ts';
 import { blobId } from '../crypto/master-key.ts';
+import { openNoAtime } from './small-files.ts';
 
 const READ_SIZE = 8 * 1024 * 1024;
-const BASE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-const NOATIME = constants.O_NOATIME ?? 0;
 
 /** What one step gives back: the chunks asked for last time, then the next segment. */
 export interface LaneStep {
@@ -52,13 +51,7 @@ export class FileLane {
 
   #open(): void {
     try {
-      try {
-        this.#fd = openSync(this.#path, BASE_FLAGS | NOATIME);
-      } catch (e) {
-        const code = (e as { code?: unknown }).code;
-        if (NOATIME === 0 || (code !== 'EPERM' && code !== 'EINVAL')) throw e;
-        this.#fd = openSync(this.#path, BASE_FLAGS);
-      }
+      this.#fd = openNoAtime(this.#path);
       if (!fstatSync(this.#fd).isFile()) {
         throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${this.#path} is no longer a regular file`);
       }

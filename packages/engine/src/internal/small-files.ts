@@ -50,7 +50,8 @@ const BASE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 const NOATIME = constants.O_NOATIME ?? 0;
 let noAtimeRefused = NOATIME === 0;
 
-function openNoAtime(path: string): number {
+/** Opens a regular file for reading without following a final symlink, without touching its atime when allowed. */
+export function openNoAtime(path: string): number {
   if (!noAtimeRefused) {
     try {
       return openSync(path, BASE_FLAGS | NOATIME);
