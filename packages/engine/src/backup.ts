@@ -26,7 +26,7 @@ import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
 import { GcPacer } from './internal/gc.ts';
-import type { SmallFileRequest } from './internal/small-files.ts';
+import type { ReadFailure, SmallFileRequest } from './internal/small-files.ts';
 import { type BlobProcessor, createBlobProcessor } from './internal/worker-pool.ts';
 import { RepositoryLock } from './lock.ts';
 import { PackWriter } from './pack-writer.ts';
@@ -66,7 +66,7 @@ export interface BackupResult {
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 const READ_SIZE = 4 * 1024 * 1024;
 /** Largest file chunked on a worker's lane (larger ones are chunked on the main thread). */
-const LANE_MAX_FILE = (Number(process.env.FORGE_LANE_MAX_MIB || Number.NaN) || 64) * 1024 * 1024;
+const LANE_MAX_FILE = (Number(process.env.FORGE_LANE_MAX_MIB) || 64) * 1024 * 1024;
 /** Small local files go to a worker in batches of at most this many files or bytes. */
 const BATCH_FILES = 128;
 const BATCH_BYTES = 1024 * 1024;
@@ -548,15 +548,7 @@ class BackupRun {
       const r = batch.results[i]!;
       const m = it.entry.meta;
       if (r.error) {
-        this.#warn({
-          kind: 'warning',
-          path: it.where,
-          code: r.error.code as ForgeErrorCode,
-          message:
-            r.error.stage === 'open'
-              ? `cannot read ${it.where}: ${r.error.message}`
-              : `error reading ${it.where}: ${r.error.message}`,
-        });
+        this.#warnUnreadable(it.where, r.error);
         it.resolve(undefined);
         continue;
       }
@@ -602,7 +594,7 @@ class BackupRun {
 
   /**
    * A large local file chunked on a worker: each step brings a segment's ids; this thread claims
-   * the new ones, and the next step seals them there (and reads on). Read errors are warnings,
+   * the new ones, and the next step hands them back (and reads on) to be sealed on any worker. Read errors are warnings,
    * as on the main thread's path; every chunk claimed here is stored before this resolves.
    */
   async #laneFile(
@@ -623,7 +615,7 @@ class BackupRun {
     let claimed: Buffer[] = [];
     const parts: Promise<void>[] = [];
     let size = 0;
-    let failure: { code: string; message: string } | undefined;
+    let failure: ReadFailure | undefined;
     try {
       while (true) {
         if (this.#opts.signal?.aborted)
@@ -668,17 +660,23 @@ class BackupRun {
     }
     await Promise.all(parts); // a failed seal or pack write fails the backup
     if (failure) {
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: failure.code as ForgeErrorCode,
-        message: `${failure.message.startsWith('opening') ? 'cannot read' : 'error reading'} ${where}: ${failure.message}`,
-      });
+      if (failure.code === 'FORGE_INTERNAL') throw new InternalError(failure.message);
+      this.#warnUnreadable(where, failure);
       return undefined;
     }
     if (size !== m.size) this.#warnSizeChanged(where, m.size, size);
     this.#counted(prev, where, { size });
     return nodeFromMetadata(name, m, { content, size });
+  }
+
+  /** A local file read on a worker could not be opened or read: the backup goes on, partial. */
+  #warnUnreadable(where: string, f: ReadFailure): void {
+    this.#warn({
+      kind: 'warning',
+      path: where,
+      code: f.code as ForgeErrorCode,
+      message: `${f.stage === 'open' ? 'cannot read' : 'error reading'} ${where}: ${f.message}`,
+    });
   }
 
   #warnSizeChanged(where: string, listed: number, read: number): void {

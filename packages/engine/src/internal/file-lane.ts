@@ -3,12 +3,12 @@
 // which chunks are new (it owns the index); the worker hands those over before it reads on, and
 // they are sealed on whichever worker is free (a single huge file must not leave one worker
 // doing everything).
-import { closeSync, fstatSync, readSync } from 'node:fs';
-import { ForgeError, ForgeErrorCodes, toForgeError } from '@backupforge/common';
+import { readSync } from 'node:fs';
+import { ForgeError } from '@backupforge/common';
 import { type ChunkerParams, createChunker } from '../chunker/index.ts';
 import type { Chunker } from '../chunker/types.ts';
 import { blobId } from '../crypto/master-key.ts';
-import { openNoAtime } from './small-files.ts';
+import { closeQuietly, openRegularFile, type ReadFailure, readFailure } from './small-files.ts';
 
 const READ_SIZE = 8 * 1024 * 1024;
 
@@ -25,7 +25,7 @@ export interface LaneStep {
   /** No more chunks: the file is read to its end. */
   readonly finished: boolean;
   /** Reading failed (the chunks handed over above are still valid and must be stored). */
-  readonly failure?: { readonly code: string; readonly message: string };
+  readonly failure?: ReadFailure;
 }
 
 /** One file being chunked on this thread. */
@@ -49,17 +49,6 @@ export class FileLane {
     this.#buf = Buffer.allocUnsafe(params.max + READ_SIZE);
   }
 
-  #open(): void {
-    try {
-      this.#fd = openNoAtime(this.#path);
-      if (!fstatSync(this.#fd).isFile()) {
-        throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${this.#path} is no longer a regular file`);
-      }
-    } catch (e) {
-      throw toForgeError(e, `opening ${this.#path}`);
-    }
-  }
-
   /**
    * Hands over the chunks of the previous segment marked in `want`, then reads and chunks the next
    * segment (as much as the buffer holds) and hashes its chunks.
@@ -67,11 +56,12 @@ export class FileLane {
   step(want: Uint8Array | undefined, spare?: Uint8Array): LaneStep {
     const { out, wanted } = this.#handOver(want, spare);
     this.#chunks = [];
+    let stage: ReadFailure['stage'] = 'open';
     try {
-      if (this.#fd < 0) this.#open();
+      if (this.#fd < 0) this.#fd = openRegularFile(this.#path);
+      stage = 'read';
       this.#fill();
     } catch (e) {
-      const fe = toForgeError(e, `reading ${this.#path}`);
       return {
         ...(out ? { out } : {}),
         wanted,
@@ -79,7 +69,7 @@ export class FileLane {
         count: 0,
         size: this.#size,
         finished: true,
-        failure: { code: fe.code, message: fe.message },
+        failure: readFailure(stage, e, `reading ${this.#path}`),
       };
     }
     const count = this.#chunks.length / 2;
@@ -145,13 +135,7 @@ export class FileLane {
   }
 
   close(): void {
-    if (this.#fd >= 0) {
-      try {
-        closeSync(this.#fd);
-      } catch {
-        // read-only descriptor
-      }
-      this.#fd = -1;
-    }
+    if (this.#fd >= 0) closeQuietly(this.#fd);
+    this.#fd = -1;
   }
 }

@@ -17,14 +17,21 @@ export interface SmallFileRequest {
   readonly size: number;
 }
 
+/** Why a local file could not be opened (`open`) or read (`read`), for a warning. */
+export interface ReadFailure {
+  readonly stage: 'open' | 'read';
+  readonly code: string;
+  readonly message: string;
+}
+
 /** What reading one file gave. */
 export interface SmallFileRead {
   /** Bytes read (at most the expected size; `grew` when there was more). */
   readonly size: number;
   /** More than the expected size was there: read it the chunked way instead. */
   readonly grew?: true;
-  /** The file could not be opened (`open`) or read (`read`); nothing was read. */
-  readonly error?: { readonly stage: 'open' | 'read'; readonly code: string; readonly message: string };
+  /** The file could not be opened or read; nothing was read. */
+  readonly error?: ReadFailure;
 }
 
 /** A batch read into memory: the files back to back in `arena`, their ids in `ids` (32 bytes each). */
@@ -50,8 +57,7 @@ const BASE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 const NOATIME = constants.O_NOATIME ?? 0;
 let noAtimeRefused = NOATIME === 0;
 
-/** Opens a regular file for reading without following a final symlink, without touching its atime when allowed. */
-export function openNoAtime(path: string): number {
+function openNoAtime(path: string): number {
   if (!noAtimeRefused) {
     try {
       return openSync(path, BASE_FLAGS | NOATIME);
@@ -64,27 +70,49 @@ export function openNoAtime(path: string): number {
   return openSync(path, BASE_FLAGS);
 }
 
-function failure(stage: 'open' | 'read', e: unknown, what: string): SmallFileRead {
+/** A read failure as a warning can state it. */
+export function readFailure(stage: ReadFailure['stage'], e: unknown, what: string): ReadFailure {
   const fe = toForgeError(e, what);
-  return { size: 0, error: { stage, code: fe.code, message: fe.message } };
+  return { stage, code: fe.code, message: fe.message };
+}
+
+/**
+ * Opens a local file for reading without following a final symlink (and without touching its
+ * atime when allowed), and checks it is still a regular file; otherwise closes it and throws a
+ * ForgeError naming the path.
+ */
+export function openRegularFile(path: string): number {
+  let fd = -1;
+  try {
+    fd = openNoAtime(path);
+    if (!fstatSync(fd).isFile()) {
+      throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${path} is no longer a regular file`);
+    }
+    return fd;
+  } catch (e) {
+    if (fd >= 0) closeQuietly(fd);
+    throw toForgeError(e, `opening ${path}`);
+  }
+}
+
+/** Closes a read-only descriptor: nothing was written that a failed close could lose. */
+export function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // see above
+  }
 }
 
 /** Reads one file into `view` (expected size + 1 bytes, so growth shows). */
 function readOne(path: string, view: Uint8Array): SmallFileRead {
   let fd: number;
   try {
-    fd = openNoAtime(path);
+    fd = openRegularFile(path);
   } catch (e) {
-    return failure('open', e, `opening ${path}`);
+    return { size: 0, error: readFailure('open', e, `opening ${path}`) };
   }
   try {
-    try {
-      if (!fstatSync(fd).isFile()) {
-        throw new ForgeError(ForgeErrorCodes.FORGE_IO, `${path} is no longer a regular file`);
-      }
-    } catch (e) {
-      return failure('open', e, `opening ${path}`);
-    }
     let got = 0;
     try {
       while (got < view.length) {
@@ -93,15 +121,11 @@ function readOne(path: string, view: Uint8Array): SmallFileRead {
         got += n;
       }
     } catch (e) {
-      return failure('read', e, `reading ${path}`);
+      return { size: 0, error: readFailure('read', e, `reading ${path}`) };
     }
     return got === view.length ? { size: got - 1, grew: true } : { size: got };
   } finally {
-    try {
-      closeSync(fd);
-    } catch {
-      // read-only descriptor: nothing was written that a failed close could lose
-    }
+    closeQuietly(fd);
   }
 }
 

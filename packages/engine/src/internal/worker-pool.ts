@@ -166,10 +166,14 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
     workers.push(slot);
   }
   type Slot = (typeof workers)[number];
+  function leastBusy(): Slot {
+    let best = workers[0]!;
+    for (const s of workers) if (s.busy < best.busy) best = s;
+    return best;
+  }
   function post<T>(msg: Record<string, unknown>, transfer: ArrayBuffer[], slot?: Slot): Promise<T> {
     if (failed) return Promise.reject(new InternalError(`blob worker crashed: ${failed.message}`, failed));
-    let best = slot ?? workers[0]!;
-    if (!slot) for (const s of workers) if (s.busy < best.busy) best = s;
+    const best = slot ?? leastBusy();
     const id = ++seq;
     best.busy++;
     return new Promise<T>((resolve, reject) => {
@@ -188,8 +192,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   return {
     openLane(path, params) {
       needMacKey(opts);
-      let slot = workers[0]!;
-      for (const s of workers) if (s.busy < slot.busy) slot = s;
+      const slot = leastBusy();
       const lane = ++batches;
       let first = true;
       return {
@@ -206,8 +209,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
     },
     async readSmall(files) {
       needMacKey(opts);
-      let slot = workers[0]!;
-      for (const s of workers) if (s.busy < slot.busy) slot = s;
+      const slot = leastBusy();
       const batch = ++batches;
       const r = await post<{ results: SmallFileRead[]; ids: Uint8Array }>(
         { kind: 'readSmall', batch, files },
