@@ -5,8 +5,8 @@ import { crashPoint } from './internal/crash.ts';
 import type { Repository } from './repository.ts';
 
 /**
- * Writes an index file after this many packs, or once the oldest unindexed pack is this old
- * (restic uses 10 minutes), so a crash or a network failure loses little finished work: the next
+ * Writes an index file after this many packs, or with the first pack stored once the last index
+ * file is this old (restic uses 10 minutes), so a crash or a network failure loses little finished work: the next
  * backup reuses every indexed pack.
  */
 const PACKS_PER_INDEX = 64;
@@ -44,8 +44,8 @@ export class PackWriter {
   readonly #freeBuffers: Uint8Array[] = [];
   #waiting: Promise<void> | undefined;
   #unindexed: { id: string; entries: readonly PackEntry[] }[] = [];
-  /** When the oldest pack in #unindexed was stored. */
-  #unindexedSince = 0;
+  /** When the last index file was written (or the writer started). */
+  #lastIndexAt = Date.now();
   /** Ids added in this session but not yet in the master index (dedup of in-flight blobs). */
   readonly #pending = new Set<string>();
   #error: unknown;
@@ -153,15 +153,15 @@ export class PackWriter {
     this.stats.packs++;
     this.#repo.index.addPack(pack.id, pack.entries);
     for (const e of pack.entries) this.#pending.delete(e.id);
-    if (this.#unindexed.length === 0) this.#unindexedSince = Date.now();
     this.#unindexed.push({ id: pack.id, entries: pack.entries });
-    if (this.#unindexed.length >= PACKS_PER_INDEX || Date.now() - this.#unindexedSince >= INDEX_MAX_AGE_MS)
+    if (this.#unindexed.length >= PACKS_PER_INDEX || Date.now() - this.#lastIndexAt >= INDEX_MAX_AGE_MS)
       await this.#writeIndex();
   }
 
   async #writeIndex(): Promise<void> {
     const packs = this.#unindexed;
     this.#unindexed = [];
+    this.#lastIndexAt = Date.now();
     if (packs.length > 0 && !this.#dryRun) {
       await this.#repo.saveIndex(packs);
       crashPoint('backup:index-saved');
