@@ -1,15 +1,5 @@
 import { execFile } from 'node:child_process';
-import {
-  closeSync,
-  constants,
-  fchmodSync,
-  fchownSync,
-  ftruncateSync,
-  futimesSync,
-  openSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync } from 'node:fs';
 import {
   chmod,
   type FileHandle,
@@ -25,6 +15,7 @@ import {
   unlink,
 } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
   type ContentReader,
@@ -33,6 +24,7 @@ import {
   type ForgeErrorCode,
   ForgeErrorCodes,
   InternalError,
+  type LocalFileWriting,
   type RestoreFileWriter,
   type RestoreTarget,
   toForgeError,
@@ -42,6 +34,7 @@ import { openFileReader } from './internal/file-content-reader.ts';
 import { checkComponents, checkEntryPath } from './internal/restore-path.ts';
 import { nsToUtimeSeconds } from './internal/utime-seconds.ts';
 import { isAllZero } from './internal/zero-bytes.ts';
+import { CREATE_FLAGS, type WholeFileOptions, writeWholeFile } from './whole-file-writer.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -65,8 +58,14 @@ export interface FsRestoreTargetOptions {
   readonly onWarning?: (warning: RestoreWarning) => void;
 }
 
-// O_EXCL with O_CREAT never follows a symlink at the path: it fails with EEXIST instead.
-const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+/** The module worker threads import to write small files (built next to this one, or the source). */
+function writerModule(): string {
+  for (const rel of ['./whole-file-writer.js', './whole-file-writer.ts']) {
+    const u = new URL(rel, import.meta.url);
+    if (existsSync(fileURLToPath(u))) return u.href;
+  }
+  return new URL('./whole-file-writer.js', import.meta.url).href;
+}
 
 function errnoOf(e: unknown): string | undefined {
   const code = (e as { code?: unknown } | null)?.code;
@@ -87,11 +86,18 @@ class FsRestoreTarget implements RestoreTarget {
   readonly #openDirs = new Set<string>();
   /** Writers not closed or aborted yet, aborted by `close`. */
   readonly #openWriters = new Set<RestoreFileWriter>();
+  readonly #writeOptions: WholeFileOptions;
 
   constructor(options: FsRestoreTargetOptions) {
     this.#root = resolve(options.root);
     this.#overwrite = options.overwrite ?? false;
     this.#owner = options.owner ?? process.getuid?.() === 0;
+    this.#writeOptions = { owner: this.#owner };
+    this.localFiles = {
+      prepare: (path) => this.#prepareLeaf(path),
+      module: writerModule(),
+      options: this.#writeOptions,
+    };
     this.#onWarning =
       options.onWarning ?? ((w) => process.emitWarning(w.message, { code: w.code, detail: w.path }));
   }
@@ -173,40 +179,12 @@ class FsRestoreTarget implements RestoreTarget {
     return writer;
   }
 
-  /**
-   * Small files in one go with synchronous calls: on a fast disk a file's open, write, chown,
-   * chmod, utimes and close take a few microseconds each, far less than six trips through the
-   * libuv thread pool.
-   */
+  /** Small files in one go, with synchronous calls (see `writeWholeFile`). */
   async writeWhole(path: readonly string[], meta: FileMetadata, data: Uint8Array): Promise<void> {
-    const abs = await this.#prepareLeaf(path);
-    let fd: number | undefined;
-    try {
-      fd = openSync(abs, CREATE_FLAGS, 0o600);
-      // All-zero content stays a hole, as in `write`.
-      const written = isAllZero(data) ? 0 : data.length;
-      for (let done = 0; done < written; ) done += writeSync(fd, data, done, written - done, done);
-      const size = Math.max(meta.size, data.length);
-      if (size !== written) ftruncateSync(fd, size);
-      if (this.#owner) fchownSync(fd, meta.uid, meta.gid);
-      // After chown, which clears setuid/setgid bits.
-      fchmodSync(fd, meta.mode);
-      futimesSync(fd, nsToUtimeSeconds(meta.atimeNs), nsToUtimeSeconds(meta.mtimeNs));
-      const closing = fd;
-      fd = undefined;
-      closeSync(closing);
-    } catch (e) {
-      if (fd !== undefined) {
-        try {
-          closeSync(fd);
-        } catch {}
-        try {
-          unlinkSync(abs);
-        } catch {}
-      }
-      throw toForgeError(e, `restoring file ${abs}`);
-    }
+    writeWholeFile(await this.#prepareLeaf(path), meta, data, this.#writeOptions);
   }
+
+  readonly localFiles: LocalFileWriting;
 
   async hardlink(path: readonly string[], existing: readonly string[], _meta: FileMetadata): Promise<void> {
     checkEntryPath(existing);

@@ -11,7 +11,7 @@ export type { ChunkId, PackId, SnapshotId } from './ids.ts';
 export { isHexId, shortId } from './ids.ts';
 export type { Phase, ProgressEvent, Reporter } from './progress.ts';
 export { silentReporter } from './progress.ts';
-export type { RestoreFileWriter, RestoreTarget } from './restore.ts';
+export type { LocalFileWriting, RestoreFileWriter, RestoreTarget } from './restore.ts';
 export type { BackupJob, Snapshot, SnapshotRecord, SnapshotSummary } from './snapshot.ts';
 export type {
   BackupSource,

@@ -15,6 +15,28 @@ export interface RestoreFileWriter {
 }
 
 /**
+ * How a target that is a local directory lets the engine create small files itself, on the
+ * worker threads that decrypt them: their data then never travels back to the main thread, and
+ * the per-file system calls (create, write, owner, mode, times, close) run on several threads.
+ */
+export interface LocalFileWriting {
+  /**
+   * Prepares `path` for a new file as `file` would (parents checked or made, anything in the way
+   * removed when overwriting) and returns its absolute path.
+   */
+  prepare(path: readonly string[]): Promise<string>;
+  /**
+   * URL of an ES module that worker threads can import. It exports
+   * `writeWholeFile(path: string, meta: FileMetadata, data: Uint8Array, options: unknown): void`,
+   * which does synchronously what `writeWhole` does for the prepared path, throwing a
+   * `ForgeError` on failure.
+   */
+  readonly module: string;
+  /** Passed to every `writeWholeFile` call (structured-cloned to the worker). */
+  readonly options: unknown;
+}
+
+/**
  * Where a restore writes to: a local directory (`@backupforge/agent-fs`), later a remote host.
  * Paths are arrays of components relative to the restore root. The engine calls `dir` in
  * pre-order before a directory's children and `finishDir` in post-order after them (so a
@@ -35,6 +57,8 @@ export interface RestoreTarget {
    * it leaves no partial file behind.
    */
   writeWhole?(path: readonly string[], meta: FileMetadata, data: Uint8Array): Promise<void>;
+  /** Optional, with `writeWhole`: lets the engine write small files on its worker threads. */
+  readonly localFiles?: LocalFileWriting;
   /** Makes `path` another name for the already restored file at `existing`. */
   hardlink(path: readonly string[], existing: readonly string[], meta: FileMetadata): Promise<void>;
   symlink(path: readonly string[], meta: FileMetadata): Promise<void>;

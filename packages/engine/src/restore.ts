@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import {
   ForgeError,
   type ForgeErrorCode,
@@ -15,8 +14,9 @@ import { metadataFromNode, type TreeNode } from './format/tree.ts';
 import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { GcPacer } from './internal/gc.ts';
+import type { LocalWrite, WrittenRun } from './internal/local-writes.ts';
 import { openRun, type RunBlob } from './internal/open-run.ts';
-import { createBlobProcessor } from './internal/worker-pool.ts';
+import { createBlobProcessor, workerCount } from './internal/worker-pool.ts';
 import type { Repository } from './repository.ts';
 
 export interface RestoreOptions {
@@ -30,7 +30,7 @@ export interface RestoreOptions {
   readonly verify?: boolean;
   readonly reporter?: Reporter;
   readonly signal?: AbortSignal;
-  /** Worker threads that decrypt and verify (default: cores - 1, at least 1; 0 = this thread). */
+  /** Worker threads that decrypt, verify and write small files (default: the cores up to 2, else cores - 1; 0 = this thread). */
   readonly workers?: number;
 }
 
@@ -160,8 +160,22 @@ export async function restore(
     node: TreeNode,
     meta: ReturnType<typeof metadataFromNode>,
   ) => {
-    const planned = smallRuns.get(node);
-    smallRuns.delete(node);
+    const planned = smallRuns.get(abs);
+    smallRuns.delete(abs);
+    const batch = planned && batchOf.get(planned);
+    if (planned && batch?.writing) {
+      batchOf.delete(planned);
+      const r = await batch.written(planned);
+      if (r === true) {
+        files++;
+        bytes += planned.rawLength;
+        progress(abs);
+        restoredFiles.push({ rel, node });
+        return;
+      }
+      if (r) throw r;
+      // The batch could not be read or opened: this file goes on its own, the usual way.
+    }
     const runs = planned ? [planned] : planRuns(repo, node.content ?? []);
     const single =
       runs.length === 0 || (runs.length === 1 && runs[0]!.loc && runs[0]!.rawLength <= WHOLE_MAX);
@@ -287,16 +301,27 @@ export async function restore(
     const r = await processor.open(sealed, blobs, out);
     return r.failure ? undefined : r.out;
   };
-  /** Runs of the small files of directories being restored, planned with their directory. */
-  const smallRuns = new Map<TreeNode, Run>();
+  /** Runs of the small files of directories being restored (by path), planned with their directory. */
+  const smallRuns = new Map<string, Run>();
   const batchOf = new Map<Run, SmallBatch>();
+  const ahead = new BatchWindow(BATCHES_AHEAD);
+  /** Directories (by path) whose small files are planned. */
+  const plannedDirs = new Set<string>();
   /**
    * Small files are stored back to back in the order a backup walks them, which is the order a
-   * restore walks them: one read per stretch of a pack (≤ BATCH_MAX) serves many files.
+   * restore walks them: one read per stretch of a pack (≤ BATCH_MAX) serves many files. Batches
+   * are numbered in restore order, and the window reads a few ahead of the one being written.
    */
-  const batchSmallFiles = (dirAbs: string, nodes: readonly TreeNode[], dirIncluded: boolean) => {
-    if (!target.writeWhole) return;
+  const batchSmallFiles = (
+    dirAbs: string,
+    dirRel: readonly string[],
+    nodes: readonly TreeNode[],
+    dirIncluded: boolean,
+  ) => {
+    if (!target.writeWhole || plannedDirs.has(dirAbs)) return;
+    plannedDirs.add(dirAbs);
     let batch: SmallBatch | undefined;
+    const made: SmallBatch[] = [];
     for (const child of nodes) {
       if (child.type !== 'file' || !child.content || child.content.length === 0) continue;
       const childAbs = dirAbs === '/' ? `/${child.name}` : `${dirAbs}/${child.name}`;
@@ -305,9 +330,49 @@ export async function restore(
       const runs = planRuns(repo, child.content);
       const run = runs[0];
       if (runs.length !== 1 || !run?.loc || run.rawLength > WHOLE_MAX) continue;
-      smallRuns.set(child, run);
-      if (!batch || !batch.take(run)) batch = new SmallBatch(repo, openRuns, run);
+      smallRuns.set(childAbs, run);
+      // Written where they are opened: files whose size matches and that have no other names.
+      const file =
+        writeRuns && child.links <= 1 && run.rawLength === (child.size ?? 0)
+          ? { run, rel: [...dirRel, child.name], node: child }
+          : undefined;
+      if (!batch || !batch.take(run, file)) {
+        batch = new SmallBatch(repo, openRuns, run, ahead, writeRuns, file);
+        made.push(batch);
+      }
       batchOf.set(run, batch);
+    }
+    // Complete batches only: a started batch takes no more members.
+    for (const b of made) ahead.add(b);
+  };
+
+  /**
+   * Walks the snapshot in restore order ahead of the restore, loading trees and planning their
+   * small files, so the reads of the next batches overlap the writing of this one. It stays a
+   * few batches ahead, stops at the first error (the restore itself reports it) and when the
+   * restore ends.
+   */
+  const walkAhead = async (
+    abs: string,
+    rel: readonly string[],
+    node: TreeNode,
+    included: boolean,
+  ): Promise<void> => {
+    if (ahead.stopped || opts.exclude?.(abs)) return;
+    const inc = included || !opts.include || opts.include(abs);
+    if (node.type !== 'dir' || !node.subtree) return;
+    await ahead.room();
+    if (ahead.stopped) return;
+    const tree = await repo.loadTree(node.subtree);
+    batchSmallFiles(abs, rel, tree.nodes, inc);
+    for (const child of tree.nodes) {
+      if (child.type === 'dir')
+        await walkAhead(
+          abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
+          [...rel, child.name],
+          child,
+          inc,
+        );
     }
   };
 
@@ -329,43 +394,54 @@ export async function restore(
     if (node.type === 'dir') {
       const entry = { rel, node, created: false };
       pendingDirs.push(entry);
+      const mine: Promise<void>[] = [];
       try {
         if (inc) await ensureDirs();
         const tree = node.subtree ? await repo.loadTree(node.subtree) : { nodes: [] };
-        batchSmallFiles(abs, tree.nodes, inc);
-        const mine: Promise<void>[] = [];
-        try {
-          for (const child of tree.nodes) {
-            await visit(
-              abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
-              [...rel, child.name],
-              child,
-              inc,
-              mine,
-            );
-          }
-        } finally {
-          // Files still being written finish before the directory gets its final mode and times.
-          await Promise.all(mine);
+        batchSmallFiles(abs, rel, tree.nodes, inc);
+        for (const child of tree.nodes) {
+          await visit(
+            abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
+            [...rel, child.name],
+            child,
+            inc,
+            mine,
+          );
         }
       } catch (e) {
         fail(abs, e);
       } finally {
         pendingDirs.pop();
       }
-      if (entry.created) {
+      // The directory gets its final mode and times once everything in it is written; the walk
+      // goes on to the next directory meanwhile.
+      const finished = Promise.all(mine).then(async () => {
+        if (!entry.created) return;
         try {
           await target.finishDir(rel, metadataFromNode(node));
         } catch (e) {
           fail(abs, e);
         }
-      }
+      });
+      finished.catch(() => {});
+      pending.push(finished);
       return;
     }
     if (!inc) return;
     try {
       await ensureDirs();
-      if (node.type === 'file') {
+      const small = node.type === 'file' ? smallRuns.get(abs) : undefined;
+      const batch = small && batchOf.get(small);
+      if (batch?.writing) {
+        // Written by its batch, on a worker: no file slot, but only a few batches at a time.
+        if (!batch.triggered) {
+          await batchSlots.acquire();
+          batch.trigger().finally(() => batchSlots.release());
+        }
+        const task = restoreFile(abs, rel, node).catch((e) => fail(abs, e));
+        task.catch(() => {});
+        pending.push(task);
+      } else if (node.type === 'file') {
         await fileSlots.acquire();
         const task = restoreFile(abs, rel, node)
           .catch((e) => fail(abs, e))
@@ -381,19 +457,44 @@ export async function restore(
 
   reporter({ type: 'start', phase: 'restore' });
   await target.prepare();
+  const workers = workerCount(opts.workers);
   const processor = createBlobProcessor({
     encKey: repo.keys.encKey,
     macKey: repo.keys.macKey,
     compression: repo.config.compression,
-    workers: opts.workers ?? Math.max(1, availableParallelism() - 1),
+    workers,
   });
+  const local = target.writeWhole ? target.localFiles : undefined;
+  const writeRuns: WriteRuns | undefined = local && {
+    prepare: (rel) => local.prepare(rel),
+    run: (sealed, blobs, rawLength, files) =>
+      processor.openAndWrite(sealed, blobs, rawLength, files, {
+        module: local.module,
+        options: local.options,
+      }),
+  };
+  const batchSlots = new Semaphore(Math.max(2, workers + 1));
   try {
     const top: Promise<void>[] = [];
     try {
       if (start.type === 'dir') {
         // The target itself stands for the start directory: restore its children into it.
         const tree = start.subtree ? await repo.loadTree(start.subtree) : { nodes: [] };
-        batchSmallFiles(basePath, tree.nodes, false);
+        batchSmallFiles(basePath, [], tree.nodes, false);
+        if (target.writeWhole) {
+          const walking = (async () => {
+            for (const child of tree.nodes) {
+              if (child.type === 'dir')
+                await walkAhead(
+                  basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
+                  [child.name],
+                  child,
+                  false,
+                );
+            }
+          })();
+          walking.catch(() => {});
+        }
         for (const child of tree.nodes) {
           await visit(
             basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
@@ -407,6 +508,7 @@ export async function restore(
         await visit(basePath, [start.name], start, false, top);
       }
     } finally {
+      ahead.stop();
       await Promise.all(top);
     }
     progress('', true);
@@ -415,6 +517,7 @@ export async function restore(
     reporter({ type: 'done', phase: 'restore' });
     return { files, dirs, bytes, errors, verified };
   } finally {
+    ahead.stop();
     await processor.close();
     await target.close();
   }
@@ -435,6 +538,70 @@ const BATCH_GAP = 256 * 1024;
 
 /** Plaintext of a batch that may be this large at most. */
 const BATCH_RAW_MAX = 8 * 1024 * 1024;
+/** Small-file batches read ahead of the one being written (each ≤ BATCH_MAX sealed, BATCH_RAW_MAX plain). */
+const BATCHES_AHEAD = Number(process.env.FORGE_RESTORE_BATCHES_AHEAD) || 3;
+/** How many batches the lookahead walk may plan beyond the read window before it waits. */
+const PLAN_AHEAD = 8;
+
+/**
+ * The small-file batches in restore order: starts reading each once it is at most `size`
+ * batches after the furthest one the restore has asked for, and holds the lookahead walk back
+ * when it has planned far enough.
+ */
+class BatchWindow {
+  readonly #size: number;
+  /** Planned batches not started yet, in order. */
+  readonly #waiting: SmallBatch[] = [];
+  #planned = 0;
+  #reached = -1;
+  #wake: (() => void) | undefined;
+  stopped = false;
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  /** Numbers a new batch; starts it when it is inside the window. */
+  add(batch: SmallBatch): void {
+    batch.seq = this.#planned++;
+    this.#waiting.push(batch);
+    this.#fill();
+  }
+
+  /** The restore asked for batch `seq`: move the window on. */
+  reached(seq: number): void {
+    if (seq <= this.#reached) return;
+    this.#reached = seq;
+    this.#fill();
+    if (this.#planned - this.#reached <= PLAN_AHEAD) this.#wakeUp();
+  }
+
+  /** Resolves when the lookahead walk may plan another directory. */
+  room(): Promise<void> {
+    if (this.stopped || this.#planned - this.#reached <= PLAN_AHEAD) return Promise.resolve();
+    return new Promise((r) => {
+      this.#wake = r;
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.#waiting.length = 0;
+    this.#wakeUp();
+  }
+
+  #fill(): void {
+    while (this.#waiting.length > 0 && this.#waiting[0]!.seq <= this.#reached + this.#size) {
+      this.#waiting.shift()!.start();
+    }
+  }
+
+  #wakeUp(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+}
 
 /** Opens runs into `out`; resolves with the output (possibly a new view: `out` may be transferred) or undefined on failure. */
 type OpenRuns = (sealed: Uint8Array, blobs: RunBlob[], out: Uint8Array) => Promise<Uint8Array | undefined>;
@@ -451,48 +618,120 @@ class SmallBatch {
   #end: number;
   #raw: number;
   readonly #members: Run[] = [];
+  readonly #window: BatchWindow;
+  /** Set when the batch's files are written where they are opened (one per member). */
+  readonly #write: WriteRuns | undefined;
+  readonly #files: BatchFile[] = [];
   #plain: Promise<Map<Run, Uint8Array> | undefined> | undefined;
+  #sealed: Promise<Uint8Array | undefined> | undefined;
+  #written: Promise<Map<Run, true | ForgeError> | undefined> | undefined;
+  /** Position in restore order (set by the window). */
+  seq = 0;
 
-  constructor(repo: Repository, open: OpenRuns, first: Run) {
+  constructor(
+    repo: Repository,
+    open: OpenRuns,
+    first: Run,
+    window: BatchWindow,
+    write?: WriteRuns,
+    file?: BatchFile,
+  ) {
     this.#repo = repo;
     this.#open = open;
+    this.#window = window;
     this.#packId = first.loc!.packId;
     this.#start = first.loc!.offset;
     this.#end = first.loc!.offset + first.sealedLength;
     this.#raw = first.rawLength;
     this.#members.push(first);
+    if (write && file) {
+      this.#write = write;
+      this.#files.push(file);
+    }
   }
 
-  /** Adds a run that lies just after this stretch; false when it does not fit. */
-  take(run: Run): boolean {
+  /** Whether the members are written by the batch (`written`) rather than handed out (`plain`). */
+  get writing(): boolean {
+    return this.#write !== undefined;
+  }
+
+  /** Whether the writing has begun. */
+  get triggered(): boolean {
+    return this.#written !== undefined;
+  }
+
+  /**
+   * Adds a run that lies just after this stretch (with its file, for a writing batch); false
+   * when it does not fit.
+   */
+  take(run: Run, file?: BatchFile): boolean {
     const loc = run.loc!;
     const end = loc.offset + run.sealedLength;
+    if (this.writing !== (file !== undefined)) return false;
     if (loc.packId !== this.#packId || loc.offset < this.#end || loc.offset - this.#end > BATCH_GAP)
       return false;
     if (end - this.#start > BATCH_MAX || this.#raw + run.rawLength > BATCH_RAW_MAX) return false;
     this.#end = end;
     this.#raw += run.rawLength;
     this.#members.push(run);
+    if (file) this.#files.push(file);
     return true;
+  }
+
+  /** Starts reading the batch (and, unless it writes its files, opening it) once. */
+  start(): void {
+    if (this.#write) {
+      this.#sealed ??= this.#load().catch(() => undefined);
+      return;
+    }
+    this.#plain ??= this.#readAndOpen().catch(() => undefined);
   }
 
   /** The plaintext of `run`, or undefined when the batch failed (the caller retries alone). */
   async plain(run: Run): Promise<Uint8Array | undefined> {
-    this.#plain ??= this.#readAndOpen();
+    this.#window.reached(this.seq);
+    this.start();
     return (await this.#plain)?.get(run);
   }
 
-  async #readAndOpen(): Promise<Map<Run, Uint8Array> | undefined> {
-    const sealed = await this.#repo.backend.load(
+  /**
+   * Writes every member's file (once; the first member visited calls it, when its directory
+   * exists). Resolves when all are written or failed.
+   */
+  trigger(): Promise<unknown> {
+    this.#window.reached(this.seq);
+    this.start();
+    this.#written ??= this.#writeAll().catch(() => undefined);
+    return this.#written;
+  }
+
+  /**
+   * Whether `run`'s file was written: true, the error that stopped it, or undefined when the
+   * batch could not be read or opened (nothing was written; the caller restores it alone).
+   */
+  async written(run: Run): Promise<true | ForgeError | undefined> {
+    return ((await this.trigger()) as Map<Run, true | ForgeError> | undefined)?.get(run);
+  }
+
+  #load(): Promise<Uint8Array> {
+    return this.#repo.backend.load(
       { type: 'pack', name: this.#packId },
       { offset: this.#start, length: this.#end - this.#start },
     );
+  }
+
+  #blobs(): RunBlob[] {
     const blobs: RunBlob[] = [];
     for (const m of this.#members) {
       const base = m.loc!.offset - this.#start;
       for (const b of m.blobs) blobs.push({ ...b, at: base + b.at });
     }
-    const out = await this.#open(sealed, blobs, new Uint8Array(this.#raw));
+    return blobs;
+  }
+
+  async #readAndOpen(): Promise<Map<Run, Uint8Array> | undefined> {
+    const sealed = await this.#load();
+    const out = await this.#open(sealed, this.#blobs(), new Uint8Array(this.#raw));
     if (!out) return undefined;
     const byRun = new Map<Run, Uint8Array>();
     let at = 0;
@@ -502,6 +741,50 @@ class SmallBatch {
     }
     return byRun;
   }
+
+  async #writeAll(): Promise<Map<Run, true | ForgeError> | undefined> {
+    const write = this.#write!;
+    const sealed = await this.#sealed;
+    if (!sealed) return undefined;
+    const result = new Map<Run, true | ForgeError>();
+    const files: LocalWrite[] = [];
+    const runs: Run[] = [];
+    let at = 0;
+    for (const f of this.#files) {
+      try {
+        const path = await write.prepare(f.rel);
+        files.push({ path, meta: metadataFromNode(f.node), at, length: f.run.rawLength });
+        runs.push(f.run);
+      } catch (e) {
+        result.set(f.run, toForgeError(e));
+      }
+      at += f.run.rawLength;
+    }
+    const r = await write.run(sealed, this.#blobs(), this.#raw, files);
+    if (!r.results) return undefined;
+    r.results.forEach((failure, i) => {
+      result.set(
+        runs[i]!,
+        failure
+          ? new ForgeError(failure.code as ForgeErrorCode, failure.message, { hint: failure.hint })
+          : true,
+      );
+    });
+    return result;
+  }
+}
+
+/** A small file a writing batch creates. */
+interface BatchFile {
+  readonly run: Run;
+  readonly rel: readonly string[];
+  readonly node: TreeNode;
+}
+
+/** Prepares paths and opens + writes runs, for batches that write their files (see `RestoreTarget.localFiles`). */
+interface WriteRuns {
+  prepare(rel: readonly string[]): Promise<string>;
+  run(sealed: Uint8Array, blobs: RunBlob[], rawLength: number, files: LocalWrite[]): Promise<WrittenRun>;
 }
 
 interface ReturnedRun {

@@ -1,5 +1,5 @@
 // Worker thread: compresses and encrypts blobs (backup), or decrypts, decompresses and verifies
-// runs of blobs (restore), off the main thread. Loaded by worker-pool.ts.
+// runs of blobs (restore; small files are written here too), off the main thread. Loaded by worker-pool.ts.
 // Runs from dist (compiled) or from src (Node >= 22.18 strips the types).
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ChunkerParams } from '../chunker/index.ts';
@@ -7,6 +7,7 @@ import type { CompressionSettings } from '../compression.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
 import { FileLane } from './file-lane.ts';
 import { GcPacer } from './gc.ts';
+import { type LocalWrite, type LocalWriter, openAndWrite } from './local-writes.ts';
 import { openRun, type RunBlob } from './open-run.ts';
 import { readSmallBatch, type SmallBatch, type SmallFileRequest, sealSmallBatch } from './small-files.ts';
 
@@ -22,6 +23,16 @@ interface OpenTask {
   sealed: Uint8Array;
   blobs: RunBlob[];
   out: Uint8Array;
+}
+
+interface OpenWriteTask {
+  kind: 'openWrite';
+  seq: number;
+  sealed: Uint8Array;
+  blobs: RunBlob[];
+  rawLength: number;
+  files: LocalWrite[];
+  writer: LocalWriter;
 }
 
 interface ReadSmallTask {
@@ -68,6 +79,17 @@ function onOpen(t: OpenTask): void {
   const failure = openRun({ encKey: init.encKey, macKey: init.macKey! }, t.sealed, t.blobs, t.out);
   pacer.add(t.out.length);
   port!.postMessage({ seq: t.seq, out: t.out, sealed: t.sealed, failure }, transfer);
+}
+
+async function onOpenWrite(t: OpenWriteTask): Promise<void> {
+  try {
+    const keys = { encKey: init.encKey, macKey: init.macKey! };
+    const r = await openAndWrite(keys, t.sealed, t.blobs, t.rawLength, t.files, t.writer);
+    pacer.add(t.rawLength);
+    port!.postMessage({ seq: t.seq, ...r });
+  } catch (e) {
+    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
+  }
 }
 
 /** Batches read and waiting for their seal message; arenas of sealed batches, for reuse. */
@@ -139,9 +161,10 @@ function onLane(t: LaneTask): void {
   }
 }
 
-port.on('message', (t: SealTask | OpenTask | ReadSmallTask | SealSmallTask | LaneTask) => {
+port.on('message', (t: SealTask | OpenTask | OpenWriteTask | ReadSmallTask | SealSmallTask | LaneTask) => {
   if ('kind' in t) {
     if (t.kind === 'open') onOpen(t);
+    else if (t.kind === 'openWrite') void onOpenWrite(t);
     else if (t.kind === 'readSmall') onReadSmall(t);
     else if (t.kind === 'sealSmall') onSealSmall(t);
     else onLane(t);

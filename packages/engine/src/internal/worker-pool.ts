@@ -8,6 +8,7 @@ import type { CompressionAlgorithm, CompressionSettings } from '../compression.t
 import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
 import { isPoolBuffer } from './buffer-pool.ts';
 import type { LaneStep } from './file-lane.ts';
+import { type LocalWrite, type LocalWriter, openAndWrite, type WrittenRun } from './local-writes.ts';
 import { openRun, type RunBlob, type RunFailure } from './open-run.ts';
 import {
   readSmallBatch,
@@ -56,6 +57,18 @@ export interface BlobProcessor {
    */
   open(sealed: Uint8Array, blobs: RunBlob[], out: Uint8Array): Promise<OpenedRun>;
   /**
+   * Opens a run of blobs (`rawLength` bytes of plaintext) and writes the small files it holds
+   * with a restore target's worker-side writer, where it was opened. `sealed` may be
+   * transferred away. Needs `macKey`.
+   */
+  openAndWrite(
+    sealed: Uint8Array,
+    blobs: RunBlob[],
+    rawLength: number,
+    files: LocalWrite[],
+    writer: LocalWriter,
+  ): Promise<WrittenRun>;
+  /**
    * Reads small local files (expected size + 1 bytes each, so growth shows) and computes their
    * ids. Needs `macKey`.
    */
@@ -87,6 +100,10 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
     async open(sealed, blobs, out) {
       const failure = openRun({ encKey: opts.encKey, macKey: needMacKey(opts) }, sealed, blobs, out);
       return failure ? { out, sealed, failure } : { out, sealed };
+    },
+    openAndWrite(sealed, blobs, rawLength, files, writer) {
+      const keys = { encKey: opts.encKey, macKey: needMacKey(opts) };
+      return openAndWrite(keys, sealed, blobs, rawLength, files, writer);
     },
     async readSmall(files) {
       const batch = readSmallBatch(needMacKey(opts), files);
@@ -128,13 +145,18 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/** Worker threads a processor gets: `requested`, else `FORGE_WORKERS`, else the default below. */
+export function workerCount(requested?: number): number {
+  const cores = availableParallelism();
+  return requested ?? envWorkers() ?? (cores <= 2 ? cores : cores - 1);
+}
+
 /** Hashing and sealing on worker threads, so reading/chunking overlaps with CPU work on all cores. */
 export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   // One core stays with the main thread (reading, chunking, packing) on larger machines. On two
   // cores, two workers measured faster (small files are read on the workers, whose reads then
   // overlap with the other's compression), at ~40 MiB more memory.
-  const cores = availableParallelism();
-  const n = opts.workers ?? envWorkers() ?? (cores <= 2 ? cores : cores - 1);
+  const n = workerCount(opts.workers);
   const url = n > 0 ? workerUrl() : undefined;
   if (!url) return createInlineProcessor(opts);
   const fromSource = url.pathname.endsWith('.ts');
@@ -244,6 +266,13 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       const transfer = [out.buffer as ArrayBuffer];
       if (sealed.buffer !== out.buffer) transfer.push(...transferable(sealed));
       return post<OpenedRun>({ kind: 'open', sealed, blobs, out }, transfer);
+    },
+    async openAndWrite(sealed, blobs, rawLength, files, writer) {
+      needMacKey(opts);
+      return post<WrittenRun>(
+        { kind: 'openWrite', sealed, blobs, rawLength, files, writer },
+        transferable(sealed),
+      );
     },
     async close() {
       await Promise.all(workers.map((s) => s.w.terminate()));
