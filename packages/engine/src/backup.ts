@@ -65,6 +65,8 @@ export interface BackupResult {
 /** Chunk bytes hashed/sealed concurrently; bounds memory whatever the file sizes. */
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 const READ_SIZE = 4 * 1024 * 1024;
+/** Subdirectory trees of the parent snapshot loaded ahead of the walk, per directory. */
+const TREE_PREFETCH = 64;
 /** Largest file chunked on a worker's lane (larger ones are chunked on the main thread). */
 const LANE_MAX_FILE = (Number(process.env.FORGE_LANE_MAX_MIB) || 64) * 1024 * 1024;
 /** Small local files go to a worker in batches of at most this many files or bytes. */
@@ -301,6 +303,10 @@ class BackupRun {
     if (!node?.subtree) return undefined;
     try {
       const t = await this.#repo.loadTree(node.subtree);
+      // The walk visits these directories next: their parent trees load meanwhile.
+      const subtrees: string[] = [];
+      for (const n of t.nodes) if (n.type === 'dir' && n.subtree) subtrees.push(n.subtree);
+      this.#repo.prefetchTrees(subtrees.slice(0, TREE_PREFETCH));
       return new Map(t.nodes.map((n) => [n.name, n]));
     } catch (e) {
       // A damaged parent only costs speed: read everything below this directory.

@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import type { StorageBackend } from '@backupforge/common';
 import { createMemoryBackend } from '@backupforge/storage/memory';
 import { describe, expect, it } from 'vitest';
+import { backup } from './backup.ts';
+import { findSnapshot } from './browse.ts';
 import { Repository } from './repository.ts';
-import { TEST_KDF } from './testing/memory-fixtures.ts';
+import { memSource, TEST_KDF, text } from './testing/memory-fixtures.ts';
 
 async function fresh(): Promise<{ backend: StorageBackend; repo: Repository }> {
   const backend = createMemoryBackend();
@@ -109,5 +111,47 @@ describe('Repository', () => {
       const bytes = await backend.load({ type: 'key', name: id });
       expect(createHash('sha256').update(bytes).digest('hex')).toBe(id);
     }
+  });
+});
+
+describe('Repository.loadTree and prefetchTrees', () => {
+  async function withTrees() {
+    const backend = createMemoryBackend();
+    const repo = await Repository.init(backend, { password: 'pw', kdf: TEST_KDF });
+    await backup(repo, memSource({ '/a/b/f': { data: text(100) }, '/a/c/g': { data: text(200) } }), {
+      workers: 0,
+    });
+    let packLoads = 0;
+    const load = backend.load.bind(backend);
+    backend.load = (h, r) => {
+      if (h.type === 'pack') packLoads++;
+      return load(h, r);
+    };
+    const reopened = await Repository.open(backend, { password: 'pw' });
+    await reopened.loadIndex();
+    const snap = await findSnapshot(reopened, 'latest');
+    return { repo: reopened, backend, root: snap.tree, loads: () => packLoads };
+  }
+
+  it('loads a tree once when it is asked for again while loading', async () => {
+    const { repo, root, loads } = await withTrees();
+    repo.prefetchTrees([root]);
+    const [t1, t2] = await Promise.all([repo.loadTree(root), repo.loadTree(root)]);
+    expect(t1).toBe(t2);
+    expect(loads()).toBe(1);
+    await repo.loadTree(root);
+    expect(loads()).toBe(1);
+    const sub = t1.nodes.find((n) => n.name === 'a')!.subtree!;
+    repo.prefetchTrees([sub, sub]);
+    await repo.loadTree(sub);
+    expect(loads()).toBe(2);
+  });
+
+  it('a prefetch that fails throws nothing; the load that needs the tree reports the error', async () => {
+    const { repo, backend, root } = await withTrees();
+    for await (const p of backend.list('pack')) await backend.remove({ type: 'pack', name: p.name });
+    repo.prefetchTrees([root]);
+    await new Promise((r) => setTimeout(r, 10));
+    await expect(repo.loadTree(root)).rejects.toMatchObject({ code: expect.stringMatching(/^FORGE_/) });
   });
 });

@@ -73,6 +73,7 @@ export class Repository {
   readonly keyId: string;
   readonly #keys: MasterKey;
   readonly #treeCache = new Map<string, Tree>();
+  readonly #treeLoads = new Map<string, Promise<Tree>>();
   static readonly PACK_SIZE_LIMITS = [1024 * 1024, 1024 * 1024 * 1024] as const;
   #indexLoaded = false;
 
@@ -298,13 +299,33 @@ export class Repository {
   async loadTree(id: string): Promise<Tree> {
     const cached = this.#treeCache.get(id);
     if (cached) return cached;
-    const tree = decodeTree(await this.loadBlob('tree', id), id);
-    if (this.#treeCache.size >= TREE_CACHE_MAX) {
-      const first = this.#treeCache.keys().next();
-      if (!first.done) this.#treeCache.delete(first.value);
+    // One load per tree, also when it is asked for again while loading (prefetches).
+    let loading = this.#treeLoads.get(id);
+    if (!loading) {
+      loading = this.loadBlob('tree', id).then((bytes) => decodeTree(bytes, id));
+      this.#treeLoads.set(id, loading);
     }
-    this.#treeCache.set(id, tree);
-    return tree;
+    try {
+      const tree = await loading;
+      if (!this.#treeCache.has(id)) {
+        if (this.#treeCache.size >= TREE_CACHE_MAX) {
+          const first = this.#treeCache.keys().next();
+          if (!first.done) this.#treeCache.delete(first.value);
+        }
+        this.#treeCache.set(id, tree);
+      }
+      return tree;
+    } finally {
+      this.#treeLoads.delete(id);
+    }
+  }
+
+  /** Starts loading trees that will be asked for soon (errors show when they are). */
+  prefetchTrees(ids: Iterable<string>): void {
+    for (const id of ids) {
+      if (this.#treeCache.has(id) || this.#treeLoads.has(id)) continue;
+      this.loadTree(id).catch(() => {});
+    }
   }
 
   async saveSnapshot(s: Snapshot): Promise<SnapshotId> {

@@ -365,6 +365,9 @@ export async function restore(
     if (ahead.stopped) return;
     const tree = await repo.loadTree(node.subtree);
     batchSmallFiles(abs, rel, tree.nodes, inc);
+    repo.prefetchTrees(
+      tree.nodes.flatMap((n) => (n.type === 'dir' && n.subtree ? [n.subtree] : [])).slice(0, TREE_PREFETCH),
+    );
     for (const child of tree.nodes) {
       if (child.type === 'dir')
         await walkAhead(
@@ -542,6 +545,8 @@ const BATCH_RAW_MAX = 8 * 1024 * 1024;
 const BATCHES_AHEAD = Number(process.env.FORGE_RESTORE_BATCHES_AHEAD) || 3;
 /** How many batches the lookahead walk may plan beyond the read window before it waits. */
 const PLAN_AHEAD = 8;
+/** Subdirectory trees the lookahead walk loads ahead, per directory. */
+const TREE_PREFETCH = 64;
 
 /**
  * The small-file batches in restore order: starts reading each once it is at most `size`

@@ -47,6 +47,8 @@ interface DirFrame {
 
 /** How many lstat calls run ahead of the entry being yielded. */
 const LSTAT_AHEAD = 32;
+/** Directory listings started ahead of the walk (for directories the lstat calls ahead found). */
+const LIST_AHEAD = 64;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -95,6 +97,8 @@ function warning(path: string, e: unknown, context: string): SourceWarning {
  */
 export class TreeWalker {
   readonly #config: WalkConfig;
+  /** Listings of directories the walk reaches soon, started by `#statAhead`. */
+  readonly #listings = new Map<string, Promise<Buffer[]>>();
 
   constructor(config: WalkConfig) {
     this.#config = config;
@@ -187,8 +191,22 @@ export class TreeWalker {
    * Entries stay in order: only the system calls overlap.
    */
   #statAhead(frame: DirFrame, i: number): Promise<BigIntStats> {
-    const statOf = (j: number): Promise<BigIntStats> =>
-      lstat(joinAbs(frame.abs, frame.names[j] as string), { bigint: true });
+    const statOf = (j: number): Promise<BigIntStats> => {
+      const abs = joinAbs(frame.abs, frame.names[j] as string);
+      const st = lstat(abs, { bigint: true });
+      // A directory is listed next: start listing it now, so that latency overlaps too.
+      st.then(
+        (s) => {
+          if (s.isDirectory() && this.#listings.size < LIST_AHEAD && !this.#listings.has(abs)) {
+            const listing = readdir(abs, { encoding: 'buffer' });
+            listing.catch(() => {}); // reported when the walk gets there
+            this.#listings.set(abs, listing);
+          }
+        },
+        () => {},
+      );
+      return st;
+    };
     let p = frame.ahead.get(i);
     frame.ahead.delete(i);
     p ??= statOf(i);
@@ -231,7 +249,10 @@ export class TreeWalker {
     yield this.#entry(abs, path, this.#meta(st, type, linkTarget));
     if (type !== 'dir') return undefined;
     // --one-file-system: a mount point is recorded, empty.
-    if (this.#config.oneFileSystem && st.dev !== targetDevice) return undefined;
+    if (this.#config.oneFileSystem && st.dev !== targetDevice) {
+      this.#listings.delete(abs);
+      return undefined;
+    }
     return yield* this.#readDir(abs, path, targetDevice);
   }
 
@@ -241,8 +262,10 @@ export class TreeWalker {
     targetDevice: bigint,
   ): AsyncGenerator<SourceEvent, DirFrame | undefined> {
     let raw: Buffer[];
+    const listing = this.#listings.get(abs);
+    this.#listings.delete(abs);
     try {
-      raw = await readdir(abs, { encoding: 'buffer' });
+      raw = await (listing ?? readdir(abs, { encoding: 'buffer' }));
     } catch (e) {
       yield warning(abs, e, 'reading directory');
       return undefined;
