@@ -468,14 +468,15 @@ class BackupRun {
       };
     }
     // A large file goes to a worker's lane when it is free, so that this thread can chunk the
-    // next one meanwhile. Very large files stay here: the lane copies each new chunk once more,
-    // and a lone huge file (a disk image) gains nothing from it (measured slower).
+    // next one meanwhile. Very large new files stay here: the lane copies each new chunk once
+    // more, and a lone huge file (a disk image) gains nothing from it (measured slower). A
+    // changed one may go: most of its chunks are known, so little is copied.
     if (
       entry.localPath &&
       !entry.streamed &&
       this.#processor.openLane &&
       !this.#laneBusy &&
-      m.size <= LANE_MAX_FILE
+      (m.size <= LANE_MAX_FILE || (prev?.content?.length ?? 0) > 0)
     ) {
       this.#laneBusy = true;
       const node = this.#laneFile(entry, name, where, prev).finally(() => {

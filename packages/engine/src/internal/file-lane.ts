@@ -3,7 +3,7 @@
 // which chunks are new (it owns the index); the worker hands those over before it reads on, and
 // they are sealed on whichever worker is free (a single huge file must not leave one worker
 // doing everything).
-import { readSync } from 'node:fs';
+import { read, readSync } from 'node:fs';
 import { ForgeError } from '@backupforge/common';
 import { type ChunkerParams, createChunker } from '../chunker/index.ts';
 import type { Chunker } from '../chunker/types.ts';
@@ -41,6 +41,9 @@ export class FileLane {
   #size = 0;
   /** This segment's chunks: [offset, length] pairs into #buf. */
   #chunks: number[] = [];
+  /** Where the next segment's data is read into the page cache ahead (while the main thread decides). */
+  #ahead: Buffer | undefined;
+  #aheadBusy = false;
 
   constructor(path: string, params: ChunkerParams, macKey: Uint8Array) {
     this.#path = path;
@@ -72,6 +75,7 @@ export class FileLane {
         failure: readFailure(stage, e, `reading ${this.#path}`),
       };
     }
+    this.#readAhead();
     const count = this.#chunks.length / 2;
     const ids = new Uint8Array(32 * count);
     for (let i = 0; i < count; i++) {
@@ -134,8 +138,27 @@ export class FileLane {
     }
   }
 
+  /**
+   * Starts reading the bytes the next segment needs, asynchronously, into a scratch buffer: the
+   * data itself is thrown away, but the next step's synchronous read then comes from the page
+   * cache instead of waiting for the disk between two steps.
+   */
+  #readAhead(): void {
+    if (this.#eof || this.#aheadBusy || this.#fd < 0) return;
+    this.#ahead ??= Buffer.allocUnsafe(READ_SIZE);
+    this.#aheadBusy = true;
+    const fd = this.#fd;
+    read(fd, this.#ahead, 0, READ_SIZE, this.#size, () => {
+      this.#aheadBusy = false;
+      // Closed meanwhile: the descriptor was kept open for this read (see close).
+      if (this.#fd < 0) closeQuietly(fd);
+    });
+  }
+
   close(): void {
-    if (this.#fd >= 0) closeQuietly(this.#fd);
+    // A read ahead in flight closes the descriptor when it ends, so that its number is never
+    // reused under it.
+    if (this.#fd >= 0 && !this.#aheadBusy) closeQuietly(this.#fd);
     this.#fd = -1;
   }
 }
