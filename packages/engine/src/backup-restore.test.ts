@@ -276,3 +276,30 @@ describe('compression settings', () => {
     expect(locks).toEqual([]);
   });
 });
+
+describe('an error that stops the restore', () => {
+  it('ends the walk at its next step (a full disk does not go on through the rest of the tree)', async () => {
+    const { repo } = await fresh();
+    const files: Record<string, { data: Uint8Array }> = {};
+    for (let d = 0; d < 40; d++)
+      files[`/t/d${String(d).padStart(2, '0')}/f.bin`] = { data: prng(300_000, d) };
+    await backup(repo, memSource(files), { workers: 0 });
+    const target = memTarget();
+    const dirs: string[] = [];
+    const { ForgeError } = await import('@backupforge/common');
+    Object.assign(target, {
+      async dir(p: readonly string[]) {
+        dirs.push(p.join('/'));
+      },
+      async file(p: readonly string[]) {
+        if (p.join('/') === 't/d03/f.bin') throw new ForgeError('FORGE_NO_SPACE', 'no space left on device');
+        return memTarget().file(p, {} as never);
+      },
+    });
+    await expect(restore(repo, await findSnapshot(repo, 'latest'), target)).rejects.toMatchObject({
+      code: 'FORGE_NO_SPACE',
+    });
+    // Up to a few directories past d03 may have started (files restore 8 at a time), not all 40.
+    expect(dirs.length).toBeLessThan(15);
+  });
+});

@@ -107,9 +107,14 @@ export async function restore(
     last = now;
     reporter({ type: 'progress', phase: 'restore', filesDone: files, bytesDone: bytes, currentPath: path });
   };
+  /** The first error that stops the restore: the walk ends at its next step, not after the tree. */
+  let fatal: ForgeError | undefined;
   const fail = (path: string, e: unknown) => {
     const fe = toForgeError(e);
-    if (FATAL.has(fe.code)) throw fe;
+    if (FATAL.has(fe.code)) {
+      fatal ??= fe;
+      throw fe;
+    }
     errors.push({ path, code: fe.code, message: fe.message });
     reporter({ type: 'warning', phase: 'restore', path, code: fe.code, message: `${path}: ${fe.message}` });
   };
@@ -392,6 +397,7 @@ export async function restore(
     included: boolean,
     pending: Promise<void>[],
   ): Promise<void> => {
+    if (fatal) throw fatal;
     if (opts.exclude?.(abs)) return;
     const inc = included || !opts.include || opts.include(abs);
     if (node.type === 'dir') {
