@@ -241,6 +241,8 @@ class BackupRun {
   readonly #spareOut: Uint8Array[] = [];
   /** A worker is chunking a large file (one at a time). */
   #laneBusy = false;
+  /** Large files read so far (on this thread or a lane). */
+  #largeFiles = 0;
   /** The first error of work that runs behind the walk (directory trees, batches): stops the walk. */
   #failure: unknown;
 
@@ -468,15 +470,17 @@ class BackupRun {
       };
     }
     // A large file goes to a worker's lane when it is free, so that this thread can chunk the
-    // next one meanwhile. Very large new files stay here: the lane copies each new chunk once
-    // more, and a lone huge file (a disk image) gains nothing from it (measured slower). A
-    // changed one may go: most of its chunks are known, so little is copied.
+    // next one meanwhile. Very large files stay here: the lane copies each new chunk once more,
+    // and a lone huge file (a disk image) gains nothing from it (measured slower) — unless it
+    // changed since the parent (most of its chunks are known, so little is copied) and it is
+    // not the first large file this backup reads (so others are likely to follow).
+    const largeBefore = this.#largeFiles++;
     if (
       entry.localPath &&
       !entry.streamed &&
       this.#processor.openLane &&
       !this.#laneBusy &&
-      (m.size <= LANE_MAX_FILE || (prev?.content?.length ?? 0) > 0)
+      (m.size <= LANE_MAX_FILE || ((prev?.content?.length ?? 0) > 0 && largeBefore > 0))
     ) {
       this.#laneBusy = true;
       const node = this.#laneFile(entry, name, where, prev).finally(() => {
