@@ -329,7 +329,7 @@ export async function restore(
     const made: SmallBatch[] = [];
     for (const child of nodes) {
       if (child.type !== 'file' || !child.content || child.content.length === 0) continue;
-      const childAbs = dirAbs === '/' ? `/${child.name}` : `${dirAbs}/${child.name}`;
+      const childAbs = childPath(dirAbs, child.name);
       if (opts.exclude?.(childAbs)) continue;
       if (!(dirIncluded || !opts.include || opts.include(childAbs))) continue;
       const runs = planRuns(repo, child.content);
@@ -358,29 +358,25 @@ export async function restore(
    * restore ends.
    */
   const walkAhead = async (
-    abs: string,
-    rel: readonly string[],
-    node: TreeNode,
+    dirAbs: string,
+    dirRel: readonly string[],
+    nodes: readonly TreeNode[],
     included: boolean,
-  ): Promise<void> => {
-    if (ahead.stopped || opts.exclude?.(abs)) return;
-    const inc = included || !opts.include || opts.include(abs);
-    if (node.type !== 'dir' || !node.subtree) return;
-    await ahead.room();
-    if (ahead.stopped) return;
-    const tree = await repo.loadTree(node.subtree);
-    batchSmallFiles(abs, rel, tree.nodes, inc);
-    repo.prefetchTrees(
-      tree.nodes.flatMap((n) => (n.type === 'dir' && n.subtree ? [n.subtree] : [])).slice(0, TREE_PREFETCH),
-    );
-    for (const child of tree.nodes) {
-      if (child.type === 'dir')
-        await walkAhead(
-          abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
-          [...rel, child.name],
-          child,
-          inc,
-        );
+  ) => {
+    for (const child of nodes) {
+      if (child.type !== 'dir' || !child.subtree) continue;
+      const abs = childPath(dirAbs, child.name);
+      if (opts.exclude?.(abs)) continue;
+      await ahead.room();
+      if (ahead.stopped) return;
+      const inc = included || !opts.include || opts.include(abs);
+      const rel = [...dirRel, child.name];
+      const tree = await repo.loadTree(child.subtree);
+      batchSmallFiles(abs, rel, tree.nodes, inc);
+      repo.prefetchTrees(
+        tree.nodes.flatMap((n) => (n.type === 'dir' && n.subtree ? [n.subtree] : [])).slice(0, TREE_PREFETCH),
+      );
+      await walkAhead(abs, rel, tree.nodes, inc);
     }
   };
 
@@ -409,13 +405,7 @@ export async function restore(
         const tree = node.subtree ? await repo.loadTree(node.subtree) : { nodes: [] };
         batchSmallFiles(abs, rel, tree.nodes, inc);
         for (const child of tree.nodes) {
-          await visit(
-            abs === '/' ? `/${child.name}` : `${abs}/${child.name}`,
-            [...rel, child.name],
-            child,
-            inc,
-            mine,
-          );
+          await visit(childPath(abs, child.name), [...rel, child.name], child, inc, mine);
         }
       } catch (e) {
         fail(abs, e);
@@ -490,28 +480,9 @@ export async function restore(
         // The target itself stands for the start directory: restore its children into it.
         const tree = start.subtree ? await repo.loadTree(start.subtree) : { nodes: [] };
         batchSmallFiles(basePath, [], tree.nodes, false);
-        if (target.writeWhole) {
-          const walking = (async () => {
-            for (const child of tree.nodes) {
-              if (child.type === 'dir')
-                await walkAhead(
-                  basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
-                  [child.name],
-                  child,
-                  false,
-                );
-            }
-          })();
-          walking.catch(() => {});
-        }
+        if (target.writeWhole) walkAhead(basePath, [], tree.nodes, false).catch(() => {});
         for (const child of tree.nodes) {
-          await visit(
-            basePath === '/' ? `/${child.name}` : `${basePath}/${child.name}`,
-            [child.name],
-            child,
-            false,
-            top,
-          );
+          await visit(childPath(basePath, child.name), [child.name], child, false, top);
         }
       } else {
         await visit(basePath, [start.name], start, false, top);
@@ -526,7 +497,6 @@ export async function restore(
     reporter({ type: 'done', phase: 'restore' });
     return { files, dirs, bytes, errors, verified };
   } finally {
-    ahead.stop();
     await processor.close();
     await target.close();
   }
@@ -801,6 +771,11 @@ interface WriteRuns {
 interface ReturnedRun {
   readonly plain: Uint8Array;
   readonly release: () => void;
+}
+
+/** The snapshot path of `name` in the directory at `dir`. */
+function childPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
 }
 
 /** Splits a file's blobs into runs that lie back to back in one pack, each at most RUN_MAX bytes. */
