@@ -73,102 +73,97 @@ const pacer = new GcPacer(64 * 1024 * 1024, 2 * 1024 * 1024);
 const port = parentPort;
 if (!port) throw new Error('blob-worker must run in a worker thread');
 
-function onOpen(t: OpenTask): void {
+/** What a task sends back (besides its sequence number), and the buffers that move with it. */
+interface Reply {
+  readonly msg: Record<string, unknown>;
+  readonly transfer?: ArrayBuffer[];
+}
+
+function onOpen(t: OpenTask): Reply {
   const transfer = [t.out.buffer as ArrayBuffer];
   if (t.sealed.buffer !== t.out.buffer) transfer.push(t.sealed.buffer as ArrayBuffer);
   const failure = openRun({ encKey: init.encKey, macKey: init.macKey! }, t.sealed, t.blobs, t.out);
   pacer.add(t.out.length);
-  port!.postMessage({ seq: t.seq, out: t.out, sealed: t.sealed, failure }, transfer);
+  return { msg: { out: t.out, sealed: t.sealed, failure }, transfer };
 }
 
-async function onOpenWrite(t: OpenWriteTask): Promise<void> {
-  try {
-    const keys = { encKey: init.encKey, macKey: init.macKey! };
-    const r = await openAndWrite(keys, t.sealed, t.blobs, t.rawLength, t.files, t.writer);
-    pacer.add(t.rawLength);
-    port!.postMessage({ seq: t.seq, ...r });
-  } catch (e) {
-    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
-  }
+async function onOpenWrite(t: OpenWriteTask): Promise<Reply> {
+  const keys = { encKey: init.encKey, macKey: init.macKey! };
+  const r = await openAndWrite(keys, t.sealed, t.blobs, t.rawLength, t.files, t.writer);
+  pacer.add(t.rawLength);
+  return { msg: { ...r } };
 }
 
 /** Batches read and waiting for their seal message; arenas of sealed batches, for reuse. */
 const batches = new Map<number, SmallBatch>();
 const spareArenas: Uint8Array[] = [];
 
-function onReadSmall(t: ReadSmallTask): void {
-  try {
-    const b = readSmallBatch(init.macKey!, t.files, spareArenas.pop());
-    batches.set(t.batch, b);
-    port!.postMessage({ seq: t.seq, results: b.results, ids: b.ids });
-  } catch (e) {
-    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
-  }
+function onReadSmall(t: ReadSmallTask): Reply {
+  const b = readSmallBatch(init.macKey!, t.files, spareArenas.pop());
+  batches.set(t.batch, b);
+  return { msg: { results: b.results, ids: b.ids } };
 }
 
-function onSealSmall(t: SealSmallTask): void {
+function onSealSmall(t: SealSmallTask): Reply {
   const b = batches.get(t.batch);
   batches.delete(t.batch);
-  try {
-    if (!b) throw new Error(`small-file batch ${t.batch} is unknown`);
-    const r = sealSmallBatch(init.encKey, init.compression, b, t.want, t.out);
-    if (spareArenas.length < 4) spareArenas.push(b.arena);
-    pacer.add(b.arena.byteLength);
-    port!.postMessage({ seq: t.seq, out: r.out, blobs: r.blobs }, [r.out.buffer as ArrayBuffer]);
-  } catch (e) {
-    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
-  }
+  if (!b) throw new Error(`small-file batch ${t.batch} is unknown`);
+  const r = sealSmallBatch(init.encKey, init.compression, b, t.want, t.out);
+  if (spareArenas.length < 4) spareArenas.push(b.arena);
+  pacer.add(b.arena.byteLength);
+  return { msg: { out: r.out, blobs: r.blobs }, transfer: [r.out.buffer as ArrayBuffer] };
 }
 
-function sealAndReply(seq: number, id: Uint8Array, type: BlobType, data: Uint8Array): void {
-  try {
-    // Sealed in place: the result goes back in the buffer that brought the plaintext, which the
-    // main thread then returns to its pool.
-    const s = sealBlob(init.encKey, { id, type, data }, init.compression, true);
-    pacer.add(data.length);
-    const transfer = [s.sealed.buffer as ArrayBuffer];
-    if (s.sealed.buffer !== data.buffer) transfer.push(data.buffer as ArrayBuffer);
-    port!.postMessage(
-      { seq, sealed: s.sealed, compression: s.compression, rawLength: s.rawLength },
-      transfer,
-    );
-  } catch (e) {
-    port!.postMessage({ seq, error: e instanceof Error ? e.message : String(e) });
-  }
+function onSeal(t: SealTask): Reply {
+  // Sealed in place: the result goes back in the buffer that brought the plaintext, which the
+  // main thread then returns to its pool.
+  const s = sealBlob(init.encKey, { id: t.id, type: t.type, data: t.data }, init.compression, true);
+  pacer.add(t.data.length);
+  const transfer = [s.sealed.buffer as ArrayBuffer];
+  if (s.sealed.buffer !== t.data.buffer) transfer.push(t.data.buffer as ArrayBuffer);
+  return { msg: { sealed: s.sealed, compression: s.compression, rawLength: s.rawLength }, transfer };
 }
 
 /** Large files being chunked here, by lane number. */
 const lanes = new Map<number, FileLane>();
 
-function onLane(t: LaneTask): void {
-  try {
-    if (t.kind === 'laneClose') {
-      lanes.get(t.lane)?.close();
-      lanes.delete(t.lane);
-      port!.postMessage({ seq: t.seq });
-      return;
-    }
-    let lane = lanes.get(t.lane);
-    if (!lane) {
-      lane = new FileLane(t.path!, t.params!, init.macKey!);
-      lanes.set(t.lane, lane);
-    }
-    const r = lane.step(t.want, t.spare);
-    pacer.add(8 * 1024 * 1024); // about one segment
-    port!.postMessage({ seq: t.seq, ...r }, r.out ? [r.out.buffer as ArrayBuffer] : []);
-  } catch (e) {
-    port!.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
+function onLane(t: LaneTask): Reply {
+  if (t.kind === 'laneClose') {
+    lanes.get(t.lane)?.close();
+    lanes.delete(t.lane);
+    return { msg: {} };
   }
+  let lane = lanes.get(t.lane);
+  if (!lane) {
+    lane = new FileLane(t.path!, t.params!, init.macKey!);
+    lanes.set(t.lane, lane);
+  }
+  const r = lane.step(t.want, t.spare);
+  pacer.add(8 * 1024 * 1024); // about one segment
+  return { msg: { ...r }, transfer: r.out ? [r.out.buffer as ArrayBuffer] : [] };
 }
 
-port.on('message', (t: SealTask | OpenTask | OpenWriteTask | ReadSmallTask | SealSmallTask | LaneTask) => {
-  if ('kind' in t) {
-    if (t.kind === 'open') onOpen(t);
-    else if (t.kind === 'openWrite') void onOpenWrite(t);
-    else if (t.kind === 'readSmall') onReadSmall(t);
-    else if (t.kind === 'sealSmall') onSealSmall(t);
-    else onLane(t);
-    return;
+type Task = SealTask | OpenTask | OpenWriteTask | ReadSmallTask | SealSmallTask | LaneTask;
+
+function handle(t: Task): Reply | Promise<Reply> {
+  if (!('kind' in t)) return onSeal(t);
+  if (t.kind === 'open') return onOpen(t);
+  if (t.kind === 'openWrite') return onOpenWrite(t);
+  if (t.kind === 'readSmall') return onReadSmall(t);
+  if (t.kind === 'sealSmall') return onSealSmall(t);
+  return onLane(t);
+}
+
+// Every task gets one reply: its result, or the message of the error that stopped it.
+port.on('message', (t: Task) => {
+  const send = (r: Reply) => port.postMessage({ ...r.msg, seq: t.seq }, r.transfer ?? []);
+  const fail = (e: unknown) =>
+    port.postMessage({ seq: t.seq, error: e instanceof Error ? e.message : String(e) });
+  try {
+    const r = handle(t);
+    if (r instanceof Promise) r.then(send).catch(fail);
+    else send(r);
+  } catch (e) {
+    fail(e);
   }
-  sealAndReply(t.seq, t.id, t.type, t.data);
 });
