@@ -536,7 +536,7 @@ class BatchWindow {
   #planned = 0;
   #reached = -1;
   #wake: (() => void) | undefined;
-  stopped = false;
+  #stopped = false;
 
   constructor(size: number) {
     this.#size = size;
@@ -559,14 +559,19 @@ class BatchWindow {
 
   /** Resolves when the lookahead walk may plan another directory. */
   room(): Promise<void> {
-    if (this.stopped || this.#planned - this.#reached <= PLAN_AHEAD) return Promise.resolve();
+    if (this.#stopped || this.#planned - this.#reached <= PLAN_AHEAD) return Promise.resolve();
     return new Promise((r) => {
       this.#wake = r;
     });
   }
 
+  /** The restore is over (or failed): the lookahead walk ends. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
   stop(): void {
-    this.stopped = true;
+    this.#stopped = true;
     this.#waiting.length = 0;
     this.#wakeUp();
   }

@@ -66,6 +66,9 @@ const again = await Repository.open(await openBackend(repoDir), { password });
 const snapshots = await again.listSnapshots();
 const snap = await findSnapshot(again, first.snapshotId);
 const res = await restore(again, snap, createFsRestoreTarget({ root: target }), { subpath: fixture, verify: true });
+// The module the engine's workers import to write small files must ship with the package.
+const localFiles = createFsRestoreTarget({ root: target }).localFiles;
+const writer = await import(localFiles.module);
 let wrongPassword;
 try {
   await Repository.open(await openBackend(repoDir), { password: 'nope' });
@@ -80,6 +83,10 @@ console.log(JSON.stringify({
   snapshots: snapshots.map((s) => ({ id: s.id, tags: s.tags, paths: s.paths })),
   restored: { files: res.files, verified: res.verified, errors: res.errors },
   wrongPassword,
+  localWriter: {
+    module: localFiles.module.slice(localFiles.module.lastIndexOf('@backupforge/')),
+    writeWholeFile: typeof writer.writeWholeFile,
+  },
 }));
 `;
 
@@ -212,12 +219,19 @@ describe('the packages installed from tarballs into another Node project', () =>
       snapshots: { id: string; tags: string[]; paths: string[] }[];
       restored: { files: number; verified: number; errors: unknown[] };
       wrongPassword: { isForgeError: boolean; code: string } | undefined;
+      localWriter: { module: string; writeWholeFile: string };
     };
     expect(out.snapshotId).toMatch(/^[0-9a-f]{64}$/);
     expect(out.partial).toBe(false);
     expect(out.snapshots).toEqual([{ id: out.snapshotId, tags: ['lib'], paths: [fixture] }]);
     expect(out.restored).toEqual({ files: 5, verified: 5, errors: [] });
     expect(out.wrongPassword).toEqual({ isForgeError: true, code: 'FORGE_WRONG_PASSWORD' });
+    // Small files are written on the engine's workers with this module (a missing one would
+    // silently fall back to the main thread).
+    expect(out.localWriter).toEqual({
+      module: '@backupforge/agent-fs/dist/whole-file-writer.js',
+      writeWholeFile: 'function',
+    });
 
     const files = await listFiles(fixture);
     expect(await listFiles(target)).toEqual(files);
