@@ -71,6 +71,57 @@ describe('checkRepository', () => {
     expect(r.findings.find((f) => f.kind === 'pack-hash')!.object).toBe(p);
   });
 
+  it('--read-data reports every damaged blob and every unreadable pack, in pack order', async () => {
+    const backend = await setup();
+    const repo = await Repository.open(backend, { password: 'pw' });
+    await repo.loadIndex();
+    const blobsOf = new Map<string, { id: string; offset: number }[]>();
+    for (const [id, loc] of repo.index.entries()) {
+      if (loc.type !== 'data') continue;
+      const list = blobsOf.get(loc.packId) ?? [];
+      list.push({ id, offset: loc.offset });
+      blobsOf.set(loc.packId, list);
+    }
+    const packs = [...blobsOf.keys()].filter((p) => blobsOf.get(p)!.length >= 2).sort();
+    expect(packs.length).toBeGreaterThanOrEqual(3);
+    // Two damaged blobs in the first pack, one in the last; the middle one cannot be read at all.
+    const damaged: string[] = [];
+    for (const [p, n] of [
+      [packs[0]!, 2],
+      [packs.at(-1)!, 1],
+    ] as const) {
+      const bytes = Buffer.from(await backend.load({ type: 'pack', name: p }));
+      for (const b of blobsOf.get(p)!.slice(0, n)) {
+        bytes[b.offset + 20]! ^= 0x04;
+        damaged.push(b.id);
+      }
+      await backend.save({ type: 'pack', name: p }, bytes);
+    }
+    const unreadable = packs.length > 2 ? packs[1]! : undefined;
+    const flaky = new Proxy(backend, {
+      get(target, prop) {
+        if (prop === 'load')
+          return (h: { type: ObjectType; name: string }, range?: unknown) =>
+            h.name === unreadable && range === undefined
+              ? Promise.reject(Object.assign(new Error('connection reset'), { code: 'ECONNRESET' }))
+              : target.load(h, range as never);
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const r = await checkRepository(await Repository.open(flaky, { password: 'pw' }), { readData: true });
+    const blobFindings = r.findings.filter((f) => f.kind === 'blob-damaged');
+    expect(blobFindings.map((f) => f.object).sort()).toEqual([...damaged].sort());
+    const packOrder = r.findings
+      .filter((f) => f.kind === 'pack-hash' || f.kind === 'pack-missing')
+      .map((f) => [f.kind, f.object]);
+    const expected: [string, string][] = [['pack-hash', packs[0]!]];
+    if (unreadable) expected.push(['pack-missing', unreadable]);
+    expected.push(['pack-hash', packs.at(-1)!]);
+    expect(packOrder).toEqual(expected);
+    expect(r.stats.packsRead).toBe(r.stats.packs - (unreadable ? 1 : 0));
+  });
+
   it('a flipped bit in a pack header is found by the structure check', async () => {
     const backend = await setup();
     const [p] = await names(backend, 'pack');

@@ -10,6 +10,7 @@ import { GcPacer } from './gc.ts';
 import { type LocalWrite, type LocalWriter, openAndWrite } from './local-writes.ts';
 import { openRun, type RunBlob } from './open-run.ts';
 import { readSmallBatch, type SmallBatch, type SmallFileRequest, sealSmallBatch } from './small-files.ts';
+import { verifyPack } from './verify-pack.ts';
 
 interface Init {
   encKey: Uint8Array;
@@ -33,6 +34,14 @@ interface OpenWriteTask {
   rawLength: number;
   files: LocalWrite[];
   writer: LocalWriter;
+}
+
+interface VerifyPackTask {
+  kind: 'verifyPack';
+  seq: number;
+  bytes: Uint8Array;
+  name: string;
+  blobs: RunBlob[];
 }
 
 interface ReadSmallTask {
@@ -94,6 +103,12 @@ async function onOpenWrite(t: OpenWriteTask): Promise<Reply> {
   return { msg: { ...r } };
 }
 
+function onVerifyPack(t: VerifyPackTask): Reply {
+  const verdict = verifyPack({ encKey: init.encKey, macKey: init.macKey! }, t.bytes, t.name, t.blobs);
+  pacer.add(t.bytes.length);
+  return { msg: { ...verdict } };
+}
+
 /** Batches read and waiting for their seal message; arenas of sealed batches, for reuse. */
 const batches = new Map<number, SmallBatch>();
 const spareArenas: Uint8Array[] = [];
@@ -143,12 +158,13 @@ function onLane(t: LaneTask): Reply {
   return { msg: { ...r }, transfer: r.out ? [r.out.buffer as ArrayBuffer] : [] };
 }
 
-type Task = SealTask | OpenTask | OpenWriteTask | ReadSmallTask | SealSmallTask | LaneTask;
+type Task = SealTask | OpenTask | OpenWriteTask | VerifyPackTask | ReadSmallTask | SealSmallTask | LaneTask;
 
 function handle(t: Task): Reply | Promise<Reply> {
   if (!('kind' in t)) return onSeal(t);
   if (t.kind === 'open') return onOpen(t);
   if (t.kind === 'openWrite') return onOpenWrite(t);
+  if (t.kind === 'verifyPack') return onVerifyPack(t);
   if (t.kind === 'readSmall') return onReadSmall(t);
   if (t.kind === 'sealSmall') return onSealSmall(t);
   return onLane(t);

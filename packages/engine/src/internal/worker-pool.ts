@@ -17,6 +17,7 @@ import {
   type SmallFileRequest,
   sealSmallBatch,
 } from './small-files.ts';
+import { type PackVerdict, verifyPack } from './verify-pack.ts';
 
 /**
  * A batch of small files read (and hashed) by `readSmall`, held where it was read until `seal`
@@ -74,6 +75,11 @@ export interface BlobProcessor {
    */
   readSmall(files: SmallFileRequest[]): Promise<SmallBatchHandle>;
   /**
+   * Verifies a whole pack read from storage (`check --read-data`): its hash against `name` and
+   * every blob in `blobs`. `bytes` may be transferred away. Needs `macKey`.
+   */
+  verifyPack(bytes: Uint8Array, name: string, blobs: RunBlob[]): Promise<PackVerdict>;
+  /**
    * Chunks a large local file on a worker thread (only when there are worker threads): lets a
    * second file be chunked while this thread chunks another; new chunks come back to be sealed
    * like any other. Needs `macKey`.
@@ -104,6 +110,9 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
     openAndWrite(sealed, blobs, rawLength, files, writer) {
       const keys = { encKey: opts.encKey, macKey: needMacKey(opts) };
       return openAndWrite(keys, sealed, blobs, rawLength, files, writer);
+    },
+    async verifyPack(bytes, name, blobs) {
+      return verifyPack({ encKey: opts.encKey, macKey: needMacKey(opts) }, bytes, name, blobs);
     },
     async readSmall(files) {
       const batch = readSmallBatch(needMacKey(opts), files);
@@ -270,6 +279,10 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       const transfer = [out.buffer as ArrayBuffer];
       if (sealed.buffer !== out.buffer) transfer.push(...transferable(sealed));
       return post<OpenedRun>({ kind: 'open', sealed, blobs, out }, transfer);
+    },
+    async verifyPack(bytes, name, blobs) {
+      needMacKey(opts);
+      return post<PackVerdict>({ kind: 'verifyPack', bytes, name, blobs }, transferable(bytes));
     },
     async openAndWrite(sealed, blobs, rawLength, files, writer) {
       needMacKey(opts);
