@@ -19,6 +19,8 @@ export function verifyPack(
   bytes: Uint8Array,
   name: string,
   blobs: readonly RunBlob[],
+  /** Told the plaintext bytes of each blob opened (a worker paces its collections with it). */
+  opened?: (bytes: number) => void,
 ): PackVerdict {
   const hashMatches = createHash('sha256').update(bytes).digest('hex') === name;
   const failures: RunFailure[] = [];
@@ -27,6 +29,7 @@ export function verifyPack(
     try {
       if (b.at + b.length > bytes.length) throw new Error('blob reaches past the end of the pack');
       openBlob(keys, b.id, b, bytes.subarray(b.at, b.at + b.length));
+      opened?.(b.rawLength);
     } catch (e) {
       const fe = toForgeError(e);
       failures.push({ index: i, code: fe.code, message: fe.message });
