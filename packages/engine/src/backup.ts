@@ -27,6 +27,7 @@ import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
 import { GcPacer } from './internal/gc.ts';
+import { Prefetcher } from './internal/prefetch.ts';
 import type { ReadFailure, SmallFileRequest } from './internal/small-files.ts';
 import { type BlobProcessor, createBlobProcessor, workerCount } from './internal/worker-pool.ts';
 import { RepositoryLock } from './lock.ts';
@@ -155,12 +156,13 @@ export async function backup(
     compression: repo.config.compression,
     ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
   });
+  const prefetcher = new Prefetcher();
   try {
     const snapshots = await repo.listSnapshots();
     let parent: SnapshotRecord | undefined;
     if (typeof opts.parent === 'string') parent = resolveSnapshotRef(snapshots, opts.parent);
     else if (opts.parent !== false) parent = findParentSnapshot(snapshots, host, source.paths);
-    const run = new BackupRun(repo, source, processor, reporter, opts);
+    const run = new BackupRun(repo, source, processor, prefetcher, reporter, opts);
     const treeId = await run.run(parent);
     const summary: SnapshotSummary = {
       backupStart: start.toISOString(),
@@ -192,7 +194,7 @@ export async function backup(
     reporter({ type: 'done', phase: 'backup' });
     return { snapshotId, snapshot, parent, warnings: run.warnings, partial: run.warnings.length > 0 };
   } finally {
-    await processor.close();
+    await Promise.all([processor.close(), prefetcher.close()]);
     await lock?.release().catch(() => {});
   }
 }
@@ -211,6 +213,7 @@ class BackupRun {
   readonly #repo: Repository;
   readonly #source: BackupSource;
   readonly #processor: BlobProcessor;
+  readonly #prefetcher: Prefetcher;
   readonly #reporter: Reporter;
   readonly #opts: BackupOptions;
   readonly #writer: PackWriter;
@@ -256,12 +259,14 @@ class BackupRun {
     repo: Repository,
     source: BackupSource,
     processor: BlobProcessor,
+    prefetcher: Prefetcher,
     reporter: Reporter,
     opts: BackupOptions,
   ) {
     this.#repo = repo;
     this.#source = source;
     this.#processor = processor;
+    this.#prefetcher = prefetcher;
     this.#reporter = reporter;
     this.#opts = opts;
     this.#writer = new PackWriter(repo, { dryRun: opts.dryRun ?? false });
@@ -562,6 +567,8 @@ class BackupRun {
     const items = this.#batch;
     this.#batch = [];
     this.#batchBytes = 0;
+    // Read ahead while this batch waits for a slot and the ones before it are read.
+    this.#prefetcher.hint(items.map((b) => b.entry.localPath!));
     await this.#batchSlots.acquire();
     this.#runBatch(items)
       .catch((e: unknown) => {

@@ -141,8 +141,9 @@ function envWorkers(): number | undefined {
   return Number.isInteger(n) && n >= 0 && n <= 64 ? n : undefined;
 }
 
-function workerUrl(): URL | undefined {
-  for (const rel of ['./internal/blob-worker.js', './blob-worker.js', './blob-worker.ts']) {
+/** Where a worker module of this package is: next to this file in src or dist, or in dist/internal. */
+export function workerUrl(name = 'blob-worker'): URL | undefined {
+  for (const rel of [`./internal/${name}.js`, `./${name}.js`, `./${name}.ts`]) {
     const u = new URL(rel, import.meta.url);
     if (existsSync(fileURLToPath(u))) return u;
   }

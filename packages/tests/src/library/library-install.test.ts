@@ -256,6 +256,13 @@ describe('the packages installed from tarballs into another Node project', () =>
     expect(out).toMatchObject({ ok: false, code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
   });
 
+  it('the installed engine ships its worker modules (blob workers, read-ahead)', () => {
+    for (const name of ['blob-worker', 'prefetch-worker']) {
+      const file = join(project, 'node_modules', '@backupforge', 'engine', 'dist', 'internal', `${name}.js`);
+      expect(existsSync(file), file).toBe(true);
+    }
+  });
+
   it('the public subpaths that are exported do import', async () => {
     for (const spec of ['engine', 'storage', 'storage/local', 'storage/memory', 'agent-fs', 'common']) {
       const r = await run(NODE, ['private-import.mjs', scoped(spec)], { cwd: project });
