@@ -1,9 +1,10 @@
 import { resolve } from 'node:path';
 import { type BackupSource, ForgeError, ForgeErrorCodes, type SourceEvent } from '@backupforge/common';
 import { type ExcludeIfPresentRule, parseExcludeIfPresent } from './internal/exclude-if-present.ts';
-import { createExcludeMatcher, type ExcludeMatcher, readExcludeFiles } from './internal/exclude-matcher.ts';
-import { compareNames, TreeWalker } from './internal/tree-walker.ts';
-import { loadIdNames } from './internal/user-names.ts';
+import { createExcludeMatcher } from './internal/exclude-matcher.ts';
+import { compareNames } from './internal/tree-walker.ts';
+import { walkOnWorker } from './internal/walk-client.ts';
+import { runWalk, type WalkRequest } from './internal/walk-run.ts';
 
 /** Options of {@link createFsSource}; the names follow restic's `backup` flags. */
 export interface FsSourceOptions {
@@ -70,37 +71,25 @@ export function createFsSource(options: FsSourceOptions): BackupSource {
   createExcludeMatcher({ exclude, iexclude });
   const tagRules: ExcludeIfPresentRule[] = (options.excludeIfPresent ?? []).map(parseExcludeIfPresent);
 
-  let matcherPromise: Promise<ExcludeMatcher> | undefined;
-  const loadMatcher = (): Promise<ExcludeMatcher> => {
-    matcherPromise ??= readExcludeFiles(excludeFiles).then((fromFiles) =>
-      createExcludeMatcher({ exclude: [...exclude, ...fromFiles], iexclude }),
-    );
-    return matcherPromise;
-  };
-
-  async function* walk(readLinks: boolean, signal?: AbortSignal): AsyncGenerator<SourceEvent> {
-    const [matcher, { users, groups }] = await Promise.all([loadMatcher(), loadIdNames()]);
-    const walker = new TreeWalker({
-      targets: targets.filter((t) => !matcher.excludesWithAncestors(t)),
-      matcher,
-      tagRules,
-      oneFileSystem,
-      readLinks,
-      users,
-      groups,
-      signal,
-    });
-    yield* walker.walk();
-  }
+  const request = (readLinks: boolean): WalkRequest => ({
+    targets,
+    exclude,
+    iexclude,
+    excludeFiles,
+    tagRules,
+    oneFileSystem,
+    readLinks,
+  });
 
   return Object.freeze({
     kind: 'fs',
     paths: Object.freeze(targets),
-    entries: (signal?: AbortSignal): AsyncIterable<SourceEvent> => walk(true, signal),
+    // The walk runs on a worker thread: the main thread has the engine's per-entry work to do.
+    entries: (signal?: AbortSignal): AsyncIterable<SourceEvent> => walkOnWorker(request(true), signal),
     async scan(signal?: AbortSignal): Promise<{ files: number; bytes: number }> {
       let files = 0;
       let bytes = 0;
-      for await (const ev of walk(false, signal)) {
+      for await (const ev of runWalk(request(false), signal)) {
         if (ev.kind === 'entry' && ev.meta.type === 'file') {
           files++;
           bytes += ev.meta.size;

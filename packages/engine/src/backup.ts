@@ -132,9 +132,27 @@ export async function backup(
   source: BackupSource,
   opts: BackupOptions = {},
 ): Promise<BackupResult> {
-  const reporter = opts.reporter ?? silentReporter;
   const start = opts.time ?? new Date();
   const host = opts.host ?? osHostname();
+  // A source may start walking when asked for its iterator (the filesystem source starts its
+  // walk worker): that overlaps with loading the index, the lock and the parent snapshot.
+  const walk = source.entries(opts.signal)[Symbol.asyncIterator]();
+  try {
+    return await backupWith(repo, source, walk, opts, start, host);
+  } finally {
+    await walk.return?.(undefined)?.catch(() => {});
+  }
+}
+
+async function backupWith(
+  repo: Repository,
+  source: BackupSource,
+  walk: AsyncIterator<SourceEvent>,
+  opts: BackupOptions,
+  start: Date,
+  host: string,
+): Promise<BackupResult> {
+  const reporter = opts.reporter ?? silentReporter;
   await repo.loadIndex();
   // Self-heal: blobs whose pack has gone missing are forgotten, so this backup stores them again
   // instead of referencing lost data.
@@ -163,7 +181,7 @@ export async function backup(
     if (typeof opts.parent === 'string') parent = resolveSnapshotRef(snapshots, opts.parent);
     else if (opts.parent !== false) parent = findParentSnapshot(snapshots, host, source.paths);
     const run = new BackupRun(repo, source, processor, prefetcher, reporter, opts);
-    const treeId = await run.run(parent);
+    const treeId = await run.run(parent, walk);
     const summary: SnapshotSummary = {
       backupStart: start.toISOString(),
       backupEnd: new Date().toISOString(),
@@ -335,7 +353,7 @@ class BackupRun {
     }
   }
 
-  async run(parent: SnapshotRecord | undefined): Promise<string> {
+  async run(parent: SnapshotRecord | undefined, walk: AsyncIterator<SourceEvent>): Promise<string> {
     const { signal } = this.#opts;
     this.#reporter({ type: 'start', phase: 'backup' });
     if (this.#opts.scan && this.#source.scan) {
@@ -355,7 +373,6 @@ class BackupRun {
     let entries = 0;
     // The walk is read one entry at a time, except that a large file may look at whether
     // anything follows it (see `#file`): that entry is then the next one taken.
-    const walk = this.#source.entries(signal)[Symbol.asyncIterator]();
     let ahead: Promise<IteratorResult<SourceEvent>> | undefined;
     const more = (): Promise<boolean> => {
       ahead ??= walk.next();

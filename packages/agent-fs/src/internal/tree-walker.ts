@@ -1,4 +1,5 @@
 import type { BigIntStats } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import {
   type FileMetadata,
@@ -26,6 +27,11 @@ export interface WalkConfig {
   readonly users: IdNames;
   readonly groups: IdNames;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Call lstat synchronously (on a walk worker, where blocking is fine): much less CPU per entry
+   * than the promise API, and measured faster even with a cold cache.
+   */
+  readonly syncStat?: boolean;
 }
 
 /** A node of the tree spanned by the targets and their ancestors. */
@@ -74,6 +80,14 @@ function buildTrie(targets: readonly string[]): TrieNode {
     node.children.clear();
   }
   return root;
+}
+
+function lstatNow(abs: string): Promise<BigIntStats> {
+  try {
+    return Promise.resolve(lstatSync(abs, { bigint: true }));
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 function joinAbs(dir: string, name: string): string {
@@ -193,7 +207,7 @@ export class TreeWalker {
   #statAhead(frame: DirFrame, i: number): Promise<BigIntStats> {
     const statOf = (j: number): Promise<BigIntStats> => {
       const abs = joinAbs(frame.abs, frame.names[j] as string);
-      const st = lstat(abs, { bigint: true });
+      const st = this.#config.syncStat ? lstatNow(abs) : lstat(abs, { bigint: true });
       // A directory is listed next: start listing it now, so that latency overlaps too.
       st.then(
         (s) => {
