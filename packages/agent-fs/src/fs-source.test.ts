@@ -14,6 +14,7 @@ import {
   tempDir,
   tryMountTmpfs,
   umount,
+  walkRequest,
   warningsOf,
 } from './internal/test-support.ts';
 import { runWalk } from './internal/walk-run.ts';
@@ -231,16 +232,7 @@ describe('createFsSource: things that go away or cannot be read', () => {
     // yielded may come too late to be seen at all; the walk itself is driven here directly.
     const root = await fixtureDir({ d: { x: '1' }, e: '2' });
     const events = [];
-    const request = {
-      targets: [root],
-      exclude: [],
-      iexclude: [],
-      excludeFiles: [],
-      tagRules: [],
-      oneFileSystem: false,
-      readLinks: true,
-    };
-    for await (const ev of runWalk(request)) {
+    for await (const ev of runWalk(walkRequest([root]))) {
       events.push(ev);
       // `d` is listed ahead of the walk (as soon as its lstat shows a directory), so the listing
       // may or may not still see `x`; either way `x` is never yielded and the walk goes on.

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BackupSource, SourceEntry, SourceEvent, SourceWarning } from '@backupforge/common';
+import type { WalkRequest } from './walk-run.ts';
 
 export const execFileAsync = promisify(execFile);
 
@@ -95,4 +96,18 @@ export async function tryMountTmpfs(dir: string, size: string): Promise<boolean>
 
 export async function umount(dir: string): Promise<void> {
   await execFileAsync('umount', [dir]);
+}
+
+/** A walk of `targets` with no excludes, reading symlink targets (`overrides` change that). */
+export function walkRequest(targets: readonly string[], overrides: Partial<WalkRequest> = {}): WalkRequest {
+  return {
+    targets,
+    exclude: [],
+    iexclude: [],
+    excludeFiles: [],
+    tagRules: [],
+    oneFileSystem: false,
+    readLinks: true,
+    ...overrides,
+  };
 }

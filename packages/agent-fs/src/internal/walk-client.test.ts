@@ -3,9 +3,9 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SourceEvent } from '@backupforge/common';
 import { afterEach, describe, expect, it } from 'vitest';
-import { removeTempDirs, tempDir } from './test-support.ts';
+import { removeTempDirs, tempDir, walkRequest } from './test-support.ts';
 import { walkOnWorker } from './walk-client.ts';
-import { runWalk, type WalkRequest } from './walk-run.ts';
+import { runWalk } from './walk-run.ts';
 
 afterEach(removeTempDirs);
 
@@ -41,15 +41,7 @@ async function wideTree(): Promise<string> {
 describe('walkOnWorker', () => {
   it('yields exactly the events of the walk on this thread, with a working open() per file', async () => {
     const root = await wideTree();
-    const req: WalkRequest = {
-      targets: [root],
-      exclude: ['skip'],
-      iexclude: [],
-      excludeFiles: [],
-      tagRules: [],
-      oneFileSystem: false,
-      readLinks: true,
-    };
+    const req = walkRequest([root], { exclude: ['skip'] });
     const here: SourceEvent[] = [];
     for await (const ev of runWalk(req)) here.push(ev);
     const there: SourceEvent[] = [];
@@ -74,15 +66,7 @@ describe('walkOnWorker', () => {
 
   it('starts its thread with the iterator and stops it on return(), read or not', async () => {
     const root = await wideTree();
-    const req: WalkRequest = {
-      targets: [root],
-      exclude: [],
-      iexclude: [],
-      excludeFiles: [],
-      tagRules: [],
-      oneFileSystem: false,
-      readLinks: true,
-    };
+    const req = walkRequest([root]);
     const before = threads();
     const unread = walkOnWorker(req)[Symbol.asyncIterator]();
     expect(threads()).toBe(before + 1);
