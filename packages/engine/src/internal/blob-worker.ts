@@ -4,6 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ChunkerParams } from '../chunker/index.ts';
 import type { CompressionSettings } from '../compression.ts';
+import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
 import { FileLane } from './file-lane.ts';
 import { GcPacer } from './gc.ts';
@@ -67,6 +68,21 @@ interface LaneTask {
   params?: ChunkerParams;
   want?: Uint8Array;
   spare?: Uint8Array;
+}
+
+interface HashTask {
+  kind: 'hash';
+  seq: number;
+  data: Uint8Array;
+}
+
+interface HeldTask {
+  kind: 'held';
+  seq: number;
+  held: number;
+  seal: boolean;
+  id: Uint8Array;
+  type: BlobType;
 }
 
 interface SealTask {
@@ -140,6 +156,24 @@ function onSeal(t: SealTask): Reply {
   return { msg: { sealed: s.sealed, compression: s.compression, rawLength: s.rawLength }, transfer };
 }
 
+/** Chunks hashed here and waiting to be sealed or handed back, by number. */
+const held = new Map<number, Uint8Array>();
+let heldSeq = 0;
+
+function onHash(t: HashTask): Reply {
+  const id = blobId(init.macKey!, t.data);
+  held.set(++heldSeq, t.data);
+  return { msg: { id, held: heldSeq } };
+}
+
+function onHeld(t: HeldTask): Reply {
+  const data = held.get(t.held);
+  held.delete(t.held);
+  if (!data) throw new Error(`held chunk ${t.held} is unknown`);
+  if (!t.seal) return { msg: { data }, transfer: [data.buffer as ArrayBuffer] };
+  return onSeal({ seq: t.seq, data, id: t.id, type: t.type });
+}
+
 /** Large files being chunked here, by lane number. */
 const lanes = new Map<number, FileLane>();
 
@@ -159,10 +193,21 @@ function onLane(t: LaneTask): Reply {
   return { msg: { ...r }, transfer: r.out ? [r.out.buffer as ArrayBuffer] : [] };
 }
 
-type Task = SealTask | OpenTask | OpenWriteTask | VerifyPackTask | ReadSmallTask | SealSmallTask | LaneTask;
+type Task =
+  | SealTask
+  | HashTask
+  | HeldTask
+  | OpenTask
+  | OpenWriteTask
+  | VerifyPackTask
+  | ReadSmallTask
+  | SealSmallTask
+  | LaneTask;
 
 function handle(t: Task): Reply | Promise<Reply> {
   if (!('kind' in t)) return onSeal(t);
+  if (t.kind === 'hash') return onHash(t);
+  if (t.kind === 'held') return onHeld(t);
   if (t.kind === 'open') return onOpen(t);
   if (t.kind === 'openWrite') return onOpenWrite(t);
   if (t.kind === 'verifyPack') return onVerifyPack(t);

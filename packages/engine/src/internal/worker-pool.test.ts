@@ -1,6 +1,8 @@
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
+import { blobId } from '../crypto/master-key.ts';
+import { openBlob } from '../format/blob-codec.ts';
 import { createBlobProcessor } from './worker-pool.ts';
 
 const threads = () => readdirSync('/proc/self/task').length;
@@ -24,6 +26,36 @@ describe('createBlobProcessor', () => {
       expect(threads()).toBeGreaterThanOrEqual(before + 2);
     } finally {
       await processor.close();
+    }
+  });
+
+  it('hashes a chunk where it is sealed: seals it when claimed, hands it back when not', async () => {
+    const data = new Uint8Array(300_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
+    const want = blobId(KEYS.macKey, data).toString('hex');
+    for (const workers of [2, 0]) {
+      const processor = createBlobProcessor({ ...KEYS, compression: { algorithm: 'zstd', level: 3 }, workers });
+      try {
+        const seen: string[] = [];
+        const dup = await processor.hashAndSeal('data', data.slice(), (id) => {
+          seen.push(id.toString('hex'));
+          return false;
+        });
+        expect(dup.id.toString('hex')).toBe(want);
+        expect(dup.sealed).toBeUndefined();
+        expect(Buffer.from(dup.back).equals(Buffer.from(data))).toBe(true); // the chunk comes back whole
+        const added = await processor.hashAndSeal('data', data.slice(), (id) => {
+          seen.push(id.toString('hex'));
+          return true;
+        });
+        expect(seen).toEqual([want, want]); // asked once per chunk
+        expect(added.sealed!.rawLength).toBe(data.length);
+        expect(added.sealed!.sealed.length).toBeLessThan(data.length); // compressed
+        const plain = openBlob(KEYS, added.id, added.sealed!, added.sealed!.sealed);
+        expect(Buffer.from(plain).equals(Buffer.from(data)), `workers: ${workers}`).toBe(true);
+      } finally {
+        await processor.close();
+      }
     }
   });
 });

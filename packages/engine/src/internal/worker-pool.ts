@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { InternalError } from '@backupforge/common';
 import type { ChunkerParams } from '../chunker/index.ts';
 import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
+import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
 import { isPoolBuffer } from './buffer-pool.ts';
 import type { LaneStep } from './file-lane.ts';
@@ -51,6 +52,17 @@ export interface BlobProcessor {
    * ArrayBuffer has room, the sealed bytes come back in that same buffer.
    */
   seal(id: Buffer, type: BlobType, data: Uint8Array): Promise<SealedBlob>;
+  /**
+   * Computes the id of `data` where it will be sealed, so that this thread need not hash it;
+   * `claim(id)` (called here, once) says whether to seal it (a new blob) or not (a duplicate).
+   * `data` may be transferred away: `back` is the buffer to reuse (the sealed bytes' buffer when
+   * sealed). Needs `macKey`; without worker threads everything happens here.
+   */
+  hashAndSeal(
+    type: BlobType,
+    data: Uint8Array,
+    claim: (id: Buffer) => boolean,
+  ): Promise<{ id: Buffer; sealed?: SealedBlob; back: Uint8Array }>;
   /**
    * Decrypt + decompress + verify a run of blobs read from one pack into `out` (their total raw
    * length). Both buffers may be transferred away and come back in the result: use those.
@@ -102,6 +114,12 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
   return {
     async seal(id, type, data) {
       return sealBlob(opts.encKey, { id, type, data }, opts.compression, true);
+    },
+    async hashAndSeal(type, data, claim) {
+      const id = blobId(needMacKey(opts), data);
+      if (!claim(id)) return { id, back: data };
+      const sealed = sealBlob(opts.encKey, { id, type, data }, opts.compression, true);
+      return { id, sealed, back: sealed.sealed };
     },
     async open(sealed, blobs, out) {
       const failure = openRun({ encKey: opts.encKey, macKey: needMacKey(opts) }, sealed, blobs, out);
@@ -280,6 +298,32 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       const transfer = [out.buffer as ArrayBuffer];
       if (sealed.buffer !== out.buffer) transfer.push(...transferable(sealed));
       return post<OpenedRun>({ kind: 'open', sealed, blobs, out }, transfer);
+    },
+    async hashAndSeal(type, data, claim) {
+      needMacKey(opts);
+      const slot = leastBusy();
+      const h = await post<{ id: Uint8Array; held: number }>(
+        { kind: 'hash', data },
+        transferable(data),
+        slot,
+      );
+      const id = Buffer.from(h.id.buffer, h.id.byteOffset, h.id.byteLength);
+      const seal = claim(id);
+      const r = await post<{
+        data: Uint8Array;
+        sealed?: Uint8Array;
+        compression?: CompressionAlgorithm;
+        rawLength?: number;
+      }>({ kind: 'held', held: h.held, seal, id, type }, [], slot);
+      if (!r.sealed) return { id, back: r.data };
+      const sealed: SealedBlob = {
+        id,
+        type,
+        compression: r.compression!,
+        rawLength: r.rawLength!,
+        sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength),
+      };
+      return { id, sealed, back: r.sealed };
     },
     async verifyPack(bytes, name, blobs) {
       needMacKey(opts);
