@@ -34,7 +34,11 @@ describe('createBlobProcessor', () => {
     for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
     const want = blobId(KEYS.macKey, data).toString('hex');
     for (const workers of [2, 0]) {
-      const processor = createBlobProcessor({ ...KEYS, compression: { algorithm: 'zstd', level: 3 }, workers });
+      const processor = createBlobProcessor({
+        ...KEYS,
+        compression: { algorithm: 'zstd', level: 3 },
+        workers,
+      });
       try {
         const seen: string[] = [];
         const dup = await processor.hashAndSeal('data', data.slice(), (id) => {
