@@ -168,6 +168,18 @@ export function workerUrl(name = 'blob-worker'): URL | undefined {
   return undefined;
 }
 
+/** A worker's reply to a seal: the sealed bytes (in the buffer that brought the plaintext). */
+interface SealReply {
+  readonly sealed: Uint8Array;
+  readonly compression: CompressionAlgorithm;
+  readonly rawLength: number;
+}
+
+function sealedBlob(id: Buffer, type: BlobType, r: SealReply): SealedBlob {
+  const sealed = Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength);
+  return { id, type, compression: r.compression, rawLength: r.rawLength, sealed };
+}
+
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
@@ -280,17 +292,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       };
     },
     async seal(id, type, data) {
-      const r = await post<{ sealed: Uint8Array; compression: CompressionAlgorithm; rawLength: number }>(
-        { data, id, type },
-        transferable(data),
-      );
-      return {
-        id,
-        type,
-        compression: r.compression,
-        rawLength: r.rawLength,
-        sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength),
-      };
+      return sealedBlob(id, type, await post<SealReply>({ data, id, type }, transferable(data)));
     },
     async open(sealed, blobs, out) {
       needMacKey(opts);
@@ -309,21 +311,14 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       );
       const id = Buffer.from(h.id.buffer, h.id.byteOffset, h.id.byteLength);
       const seal = claim(id);
-      const r = await post<{
-        data: Uint8Array;
-        sealed?: Uint8Array;
-        compression?: CompressionAlgorithm;
-        rawLength?: number;
-      }>({ kind: 'held', held: h.held, seal, id, type }, [], slot);
-      if (!r.sealed) return { id, back: r.data };
-      const sealed: SealedBlob = {
-        id,
-        type,
-        compression: r.compression!,
-        rawLength: r.rawLength!,
-        sealed: Buffer.from(r.sealed.buffer, r.sealed.byteOffset, r.sealed.byteLength),
-      };
-      return { id, sealed, back: r.sealed };
+      // The reply is the chunk handed back, or what `seal` replies.
+      const r = await post<{ data: Uint8Array } | SealReply>(
+        { kind: 'held', held: h.held, seal, id, type },
+        [],
+        slot,
+      );
+      if ('data' in r) return { id, back: r.data };
+      return { id, sealed: sealedBlob(id, type, r), back: r.sealed };
     },
     async verifyPack(bytes, name, blobs) {
       needMacKey(opts);
