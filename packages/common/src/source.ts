@@ -59,7 +59,8 @@ export interface SourceEntry {
    * For a regular file on this machine: its absolute path. The engine may then read a small file
    * itself, on a worker thread, batched with others (open with `O_NOFOLLOW`, check it is still a
    * regular file, read, close) instead of calling `open()`: far fewer round trips for trees of
-   * many small files. Sources whose content is not a local file leave it out.
+   * many small files. A large one it may read itself too, with O_DIRECT (around the page cache).
+   * Sources whose content is not a local file leave it out.
    */
   readonly localPath?: string;
 }

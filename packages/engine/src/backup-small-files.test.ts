@@ -230,4 +230,40 @@ describe('small local files in batches', () => {
     const again = await backup(repo, localSource(root, files), { workers: 0, parent: false });
     expect(again.snapshot.summary!.dataBlobs).toBe(0);
   });
+
+  it('reads large local files itself (direct I/O where the filesystem has it): same snapshot as through open()', async () => {
+    const files: Record<string, Uint8Array> = {
+      '/data/vm/disk.img': Buffer.concat([
+        prng(5 * 1024 * 1024 + 4096, 31),
+        new Uint8Array(3 * 1024 * 1024),
+        prng(777, 32),
+      ]),
+      '/data/vm/odd.bin': prng(8 * 1024 * 1024 + 1, 33),
+      '/data/vm/shrinks.bin': prng(9 * 1024 * 1024, 34),
+      '/data/small.txt': text(10_000, 35),
+    };
+    const root = await writeTree(files);
+    const shrunk = files['/data/vm/shrinks.bin']!.subarray(0, 8 * 1024 * 1024 + 100);
+    await writeFile(join(root, 'data/vm/shrinks.bin'), shrunk);
+
+    const repo = await fresh();
+    const src = localSource(root, files);
+    const res = await backup(repo, src, { workers: 0, directIo: true });
+    // Files of 8 MiB and more are opened by the engine, not through the source.
+    expect(src.opened).toEqual([]);
+    expect(res.warnings.map((w) => w.path)).toEqual(['/data/vm/shrinks.bin']);
+    const t = memTarget();
+    const r = await restore(repo, await findSnapshot(repo, 'latest'), t, { verify: true });
+    expect(r.errors).toEqual([]);
+    for (const [p, data] of Object.entries(files)) {
+      const want = p.includes('shrinks') ? shrunk : data;
+      const got = t.out.get(p.slice(1))?.data;
+      expect(`${p} ${got ? sha(got) : 'missing'}`).toBe(`${p} ${sha(want)}`);
+    }
+    // Turned off, the source's reader is used; the chunks are the same ones.
+    const src2 = localSource(root, files);
+    const again = await backup(repo, src2, { workers: 0, parent: false, directIo: false });
+    expect(src2.opened.sort()).toEqual(['/data/vm/disk.img', '/data/vm/odd.bin', '/data/vm/shrinks.bin']);
+    expect(again.snapshot.summary!.dataBlobs).toBe(0);
+  });
 });

@@ -66,6 +66,7 @@ interface LaneTask {
   lane: number;
   path?: string;
   params?: ChunkerParams;
+  direct?: boolean;
   want?: Uint8Array;
   spare?: Uint8Array;
 }
@@ -177,7 +178,7 @@ function onHeld(t: HeldTask): Reply {
 /** Large files being chunked here, by lane number. */
 const lanes = new Map<number, FileLane>();
 
-function onLane(t: LaneTask): Reply {
+async function onLane(t: LaneTask): Promise<Reply> {
   if (t.kind === 'laneClose') {
     lanes.get(t.lane)?.close();
     lanes.delete(t.lane);
@@ -185,10 +186,10 @@ function onLane(t: LaneTask): Reply {
   }
   let lane = lanes.get(t.lane);
   if (!lane) {
-    lane = new FileLane(t.path!, t.params!, init.macKey!);
+    lane = new FileLane(t.path!, t.params!, init.macKey!, t.direct ?? false);
     lanes.set(t.lane, lane);
   }
-  const r = lane.step(t.want, t.spare);
+  const r = await lane.step(t.want, t.spare);
   pacer.add(8 * 1024 * 1024); // about one segment
   return { msg: { ...r }, transfer: r.out ? [r.out.buffer as ArrayBuffer] : [] };
 }

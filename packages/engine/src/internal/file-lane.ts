@@ -3,12 +3,12 @@
 // which chunks are new (it owns the index); the worker hands those over before it reads on, and
 // they are sealed on whichever worker is free (a single huge file must not leave one worker
 // doing everything).
-import { read, readSync } from 'node:fs';
 import { ForgeError } from '@backupforge/common';
 import { type ChunkerParams, createChunker } from '../chunker/index.ts';
 import type { Chunker } from '../chunker/types.ts';
 import { blobId } from '../crypto/master-key.ts';
-import { closeQuietly, openRegularFile, type ReadFailure, readFailure } from './small-files.ts';
+import { DirectFile, giveAligned, takeAligned } from './direct-read.ts';
+import { openRegularFile, type ReadFailure, readFailure } from './small-files.ts';
 
 const READ_SIZE = 8 * 1024 * 1024;
 
@@ -34,19 +34,26 @@ export class FileLane {
   readonly #chunker: Chunker;
   readonly #macKey: Uint8Array;
   readonly #buf: Buffer;
-  #fd = -1;
+  #file: DirectFile | undefined;
+  #closed = false;
   #start = 0;
   #end = 0;
   #eof = false;
   #size = 0;
   /** This segment's chunks: [offset, length] pairs into #buf. */
   #chunks: number[] = [];
-  /** Where the next segment's data is read into the page cache ahead (while the main thread decides). */
-  #ahead: Buffer | undefined;
-  #aheadBusy = false;
+  /** Where the next segment's data is read ahead (while the main thread decides); page-aligned. */
+  readonly #ahead = takeAligned(READ_SIZE);
+  /** The read into #ahead in flight, and the file offset it reads at. */
+  #aheadRead: Promise<number> | undefined;
+  #aheadAt = -1;
 
-  constructor(path: string, params: ChunkerParams, macKey: Uint8Array) {
+  readonly #direct: boolean;
+
+  /** With `direct`, the file is read with O_DIRECT where the filesystem allows (see DirectFile). */
+  constructor(path: string, params: ChunkerParams, macKey: Uint8Array, direct = false) {
     this.#path = path;
+    this.#direct = direct;
     this.#chunker = createChunker(params);
     this.#macKey = macKey;
     this.#buf = Buffer.allocUnsafe(params.max + READ_SIZE);
@@ -56,14 +63,14 @@ export class FileLane {
    * Hands over the chunks of the previous segment marked in `want`, then reads and chunks the next
    * segment (as much as the buffer holds) and hashes its chunks.
    */
-  step(want: Uint8Array | undefined, spare?: Uint8Array): LaneStep {
+  async step(want: Uint8Array | undefined, spare?: Uint8Array): Promise<LaneStep> {
     const { out, wanted } = this.#handOver(want, spare);
     this.#chunks = [];
     let stage: ReadFailure['stage'] = 'open';
     try {
-      if (this.#fd < 0) this.#fd = openRegularFile(this.#path);
+      this.#file ??= new DirectFile(openRegularFile(this.#path), this.#direct);
       stage = 'read';
-      this.#fill();
+      await this.#fill();
     } catch (e) {
       return {
         ...(out ? { out } : {}),
@@ -113,7 +120,7 @@ export class FileLane {
   }
 
   /** Reads and cuts until the buffer cannot take another read without moving this segment. */
-  #fill(): void {
+  async #fill(): Promise<void> {
     const buf = this.#buf;
     // The previous segment is sealed or dropped: the unconsumed tail moves to the front.
     if (this.#start > 0) {
@@ -124,7 +131,7 @@ export class FileLane {
     while (true) {
       if (!this.#eof && this.#end - this.#start < this.#chunker.maxChunkSize) {
         if (buf.length - this.#end < READ_SIZE) return; // full: hand this segment over first
-        const n = readSync(this.#fd, buf, this.#end, READ_SIZE, null);
+        const n = await this.#read();
         if (n === 0) this.#eof = true;
         this.#end += n;
         this.#size += n;
@@ -138,27 +145,53 @@ export class FileLane {
     }
   }
 
+  /** The file's next READ_SIZE bytes into #buf at #end: taken from the read ahead when it is there. */
+  async #read(): Promise<number> {
+    const ahead = this.#ahead;
+    const pending = this.#aheadRead;
+    this.#aheadRead = undefined; // taken (or failed) here either way
+    let n: number;
+    if (pending && this.#aheadAt === this.#size) n = await pending;
+    else {
+      if (pending) await pending.catch(() => 0);
+      n = await this.#file!.read(ahead, 0, READ_SIZE, this.#size);
+    }
+    ahead.copy(this.#buf, this.#end, 0, n);
+    return n;
+  }
+
   /**
-   * Starts reading the bytes the next segment needs, asynchronously, into a scratch buffer: the
-   * data itself is thrown away, but the next step's synchronous read then comes from the page
-   * cache instead of waiting for the disk between two steps.
+   * Starts reading the bytes the next segment needs: the disk works while the main thread
+   * decides which chunks are new and the next step waits for less. With O_DIRECT (DirectFile)
+   * the data is read once, straight into #ahead, not through the page cache.
    */
   #readAhead(): void {
-    if (this.#eof || this.#aheadBusy || this.#fd < 0) return;
-    this.#ahead ??= Buffer.allocUnsafe(READ_SIZE);
-    this.#aheadBusy = true;
-    const fd = this.#fd;
-    read(fd, this.#ahead, 0, READ_SIZE, this.#size, () => {
-      this.#aheadBusy = false;
-      // Closed meanwhile: the descriptor was kept open for this read (see close).
-      if (this.#fd < 0) closeQuietly(fd);
+    const file = this.#file;
+    if (this.#eof || this.#aheadRead || !file) return;
+    const ahead = this.#ahead;
+    this.#aheadAt = this.#size;
+    const r = file.read(ahead, 0, READ_SIZE, this.#size);
+    this.#aheadRead = r;
+    // Closed meanwhile: the descriptors were kept open for this read (see close). A failure is
+    // seen by the step that takes the data; none is left unhandled.
+    r.catch(() => 0).then(() => {
+      if (this.#closed && this.#aheadRead === r) {
+        this.#aheadRead = undefined;
+        file.close();
+        giveAligned(ahead);
+      }
     });
   }
 
   close(): void {
-    // A read ahead in flight closes the descriptor when it ends, so that its number is never
-    // reused under it.
-    if (this.#fd >= 0 && !this.#aheadBusy) closeQuietly(this.#fd);
-    this.#fd = -1;
+    // A read ahead in flight closes the descriptors when it ends, so that their numbers are
+    // never reused under it.
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.#aheadRead) {
+      this.#file?.close();
+      giveAligned(this.#ahead);
+    }
+    this.#file = undefined;
   }
 }

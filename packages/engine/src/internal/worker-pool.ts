@@ -94,9 +94,9 @@ export interface BlobProcessor {
   /**
    * Chunks a large local file on a worker thread (only when there are worker threads): lets a
    * second file be chunked while this thread chunks another; new chunks come back to be sealed
-   * like any other. Needs `macKey`.
+   * like any other. With `direct`, reads with O_DIRECT where the filesystem allows. Needs `macKey`.
    */
-  openLane?(path: string, params: ChunkerParams): FileLaneHandle;
+  openLane?(path: string, params: ChunkerParams, direct?: boolean): FileLaneHandle;
   close(): Promise<void>;
 }
 
@@ -256,7 +256,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   }
   let batches = 0;
   return {
-    openLane(path, params) {
+    openLane(path, params, direct = false) {
       needMacKey(opts);
       const slot = leastBusy();
       const lane = ++batches;
@@ -264,7 +264,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
       return {
         step(want, spare) {
           const msg: Record<string, unknown> = { kind: 'laneStep', lane, want, spare };
-          if (first) Object.assign(msg, { path, params });
+          if (first) Object.assign(msg, { path, params, direct });
           first = false;
           return post<LaneStep>(msg, spare ? [spare.buffer as ArrayBuffer] : [], slot);
         },
