@@ -66,10 +66,31 @@ function gearHash(buf: Uint8Array, from: number, to: number, g: Int32Array): num
 
 /**
  * The hot loop: rolls h over buf[i, limit) and returns the index of the first byte after which
- * (h & mask) === 0, or -1. Kept as a small monomorphic free function so V8 optimises it early
- * and keeps it optimised (one big method with several loops kept re-tiering through OSR).
+ * (h & mask) === 0, or -1. A free function of its own, unrolled eight times: its bytecode is then
+ * larger than V8's inlining limits (460 bytes), so it is never inlined into `cut`. Inlined, the
+ * loop ran in `cut`'s Maglev code, which never tiered up to TurboFan: 0.37 GiB/s instead of
+ * 1.3 GiB/s after the first few hundred chunks (a fresh process was fast, a long backup slow).
+ * `bench/hash-bench.ts` measures the first and the last 256 MiB of a 2 GiB run.
  */
 function scan(buf: Uint8Array, g: Int32Array, h: number, i: number, limit: number, mask: number): number {
+  for (const last = limit - 8; i <= last; i += 8) {
+    h = ((h << 1) + g[buf[i]!]!) | 0;
+    if ((h & mask) === 0) return i;
+    h = ((h << 1) + g[buf[i + 1]!]!) | 0;
+    if ((h & mask) === 0) return i + 1;
+    h = ((h << 1) + g[buf[i + 2]!]!) | 0;
+    if ((h & mask) === 0) return i + 2;
+    h = ((h << 1) + g[buf[i + 3]!]!) | 0;
+    if ((h & mask) === 0) return i + 3;
+    h = ((h << 1) + g[buf[i + 4]!]!) | 0;
+    if ((h & mask) === 0) return i + 4;
+    h = ((h << 1) + g[buf[i + 5]!]!) | 0;
+    if ((h & mask) === 0) return i + 5;
+    h = ((h << 1) + g[buf[i + 6]!]!) | 0;
+    if ((h & mask) === 0) return i + 6;
+    h = ((h << 1) + g[buf[i + 7]!]!) | 0;
+    if ((h & mask) === 0) return i + 7;
+  }
   for (; i < limit; i++) {
     h = ((h << 1) + g[buf[i]!]!) | 0;
     if ((h & mask) === 0) return i;
