@@ -260,10 +260,27 @@ describe('small local files in batches', () => {
       const got = t.out.get(p.slice(1))?.data;
       expect(`${p} ${got ? sha(got) : 'missing'}`).toBe(`${p} ${sha(want)}`);
     }
-    // Turned off, the source's reader is used; the chunks are the same ones.
-    const src2 = localSource(root, files);
-    const again = await backup(repo, src2, { workers: 0, parent: false, directIo: false });
-    expect(src2.opened.sort()).toEqual(['/data/vm/disk.img', '/data/vm/odd.bin', '/data/vm/shrinks.bin']);
+    // Read buffered (direct I/O off), the chunks are the same ones.
+    const again = await backup(repo, localSource(root, files), {
+      workers: 0,
+      parent: false,
+      directIo: false,
+    });
     expect(again.snapshot.summary!.dataBlobs).toBe(0);
+    // And through the source's reader (no local path) too.
+    const remote = localSource(root, files);
+    const entries = remote.entries.bind(remote);
+    remote.entries = async function* (signal) {
+      for await (const ev of entries(signal))
+        yield ev.kind === 'entry' ? { ...ev, localPath: undefined } : ev;
+    };
+    const third = await backup(repo, remote, { workers: 0, parent: false });
+    expect(remote.opened.sort()).toEqual([
+      '/data/small.txt',
+      '/data/vm/disk.img',
+      '/data/vm/odd.bin',
+      '/data/vm/shrinks.bin',
+    ]);
+    expect(third.snapshot.summary!.dataBlobs).toBe(0);
   });
 });

@@ -26,7 +26,14 @@ import { compareNames, encodeTree, nodeFromMetadata, type TreeNode } from './for
 import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
-import { alignedBuffer, DIRECT_MIN_SIZE, directReader } from './internal/direct-read.ts';
+import {
+  alignedBuffer,
+  DIRECT_MIN_SIZE,
+  DirectFile,
+  readerReads,
+  type SequentialReads,
+  sequentialReads,
+} from './internal/direct-read.ts';
 import { GcPacer } from './internal/gc.ts';
 import { Prefetcher } from './internal/prefetch.ts';
 import { openRegularFile, type ReadFailure, type SmallFileRequest } from './internal/small-files.ts';
@@ -75,6 +82,12 @@ export interface BackupResult {
 /** Chunk bytes hashed/sealed concurrently; bounds memory whatever the file sizes. */
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 const READ_SIZE = 4 * 1024 * 1024;
+/**
+ * Buffers of READ_SIZE the main thread's large-file reads go into: one being cut, the others'
+ * reads in flight (direct reads get no kernel read-ahead). Half-size VM image, 2 → 3 buffers:
+ * 4.06/4.06/3.69 s → 3.81/3.95/3.81 s; 4 buffers no better.
+ */
+const READ_BUFFERS = 3;
 /** Subdirectory trees of the parent snapshot loaded ahead of the walk, per directory. */
 const TREE_PREFETCH = 64;
 /** Largest file chunked on a worker's lane (larger ones are chunked on the main thread). */
@@ -267,7 +280,7 @@ class BackupRun {
     bytes: 0,
   };
   #readBuf: Buffer | undefined;
-  #aheadBuf: Buffer | undefined;
+  #ahead: Buffer[] | undefined;
   #lastReport = 0;
   /** Small local files waiting to go to a worker together. */
   #batch: Batched[] = [];
@@ -781,10 +794,13 @@ class BackupRun {
     }
   }
 
-  /** Opens a large local file itself, to read it with O_DIRECT where the system allows. */
-  #openLocal(path: string, where: string): ContentReader | undefined {
+  /**
+   * Opens a large local file itself, to read it with O_DIRECT where the system allows, with
+   * reads in flight in each of the look-ahead buffers.
+   */
+  #openLocal(path: string, where: string): SequentialReads | undefined {
     try {
-      return directReader(openRegularFile(path), path);
+      return sequentialReads(new DirectFile(openRegularFile(path), this.#directIo), this.#aheadBufs(), path);
     } catch (e) {
       const fe = toForgeError(e);
       this.#warn({
@@ -795,6 +811,12 @@ class BackupRun {
       });
       return undefined;
     }
+  }
+
+  /** Page-aligned buffers the chunked path reads into ahead of the chunker. */
+  #aheadBufs(): Buffer[] {
+    this.#ahead ??= Array.from({ length: READ_BUFFERS }, () => alignedBuffer(READ_SIZE));
+    return this.#ahead;
   }
 
   /** The chunked path, one file at a time (it uses the shared read buffer). */
@@ -890,17 +912,15 @@ class BackupRun {
     const cap = cfg.max + READ_SIZE;
     if (!this.#readBuf || this.#readBuf.length < cap) this.#readBuf = Buffer.allocUnsafe(cap);
     const buf = this.#readBuf;
-    // Page-aligned, for direct reads.
-    this.#aheadBuf ??= alignedBuffer(READ_SIZE);
-    const ahead = this.#aheadBuf;
-    const reader =
-      entry.localPath && !entry.streamed && m.size >= DIRECT_MIN_SIZE && this.#directIo
-        ? this.#openLocal(entry.localPath, where)
-        : await this.#open(entry, where);
-    if (!reader) return undefined;
-    // One read always in flight into `ahead` while this thread chunks what it has: on a cold
-    // cache the disk and the CPU then work at the same time.
-    let pending: Promise<number> | undefined = handled(reader.read(ahead));
+    const local = entry.localPath && !entry.streamed && m.size >= DIRECT_MIN_SIZE;
+    let reads: SequentialReads | undefined;
+    if (local) reads = this.#openLocal(entry.localPath!, where);
+    else {
+      const reader = await this.#open(entry, where);
+      const [a, b] = this.#aheadBufs();
+      if (reader) reads = readerReads(reader, [a!, b!]);
+    }
+    if (!reads) return undefined;
     const parts: Promise<string>[] = [];
     let size = 0;
     let start = 0;
@@ -916,12 +936,12 @@ class BackupRun {
             end -= start;
             start = 0;
           }
-          const n = pending ? await pending : 0;
-          pending = undefined;
-          if (n > 0) {
-            ahead.copy(buf, end, 0, n);
-            pending = handled(reader.read(ahead));
-          } else eof = true;
+          // While this thread cuts what it has, the next pieces are being read: on a cold
+          // cache the disk and the CPU work at the same time.
+          const piece = await reads.next();
+          const n = piece.length;
+          if (n > 0) buf.set(piece, end);
+          else eof = true;
           end += n;
           size += n;
           this.#c.bytes += n;
@@ -957,8 +977,7 @@ class BackupRun {
       await Promise.allSettled(parts);
       return undefined;
     } finally {
-      if (pending) await pending.catch(() => {});
-      await reader.close().catch(() => {});
+      await reads.close().catch(() => {});
     }
     if (!entry.streamed && size !== m.size) this.#warnSizeChanged(where, m.size, size);
     return { size, content: Promise.all(parts) };

@@ -1,9 +1,10 @@
 import { closeSync, constants, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ContentReader } from '@backupforge/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prng } from '../testing/memory-fixtures.ts';
-import { alignedBuffer, DIRECT_ALIGN, DirectFile, directReader } from './direct-read.ts';
+import { alignedBuffer, DIRECT_ALIGN, DirectFile, readerReads, sequentialReads } from './direct-read.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -31,25 +32,51 @@ function directSupported(): boolean {
   }
 }
 
-async function readAll(path: string, chunk: number): Promise<Buffer> {
-  const reader = directReader(openSync(path, 'r'), path);
-  const buf = alignedBuffer(chunk);
+async function readAll(path: string, chunk: number, buffers = 2): Promise<Buffer> {
+  const bufs = Array.from({ length: buffers }, () => alignedBuffer(chunk));
+  const reads = sequentialReads(new DirectFile(openSync(path, 'r')), bufs, path);
   const parts: Buffer[] = [];
   for (;;) {
-    const n = await reader.read(buf);
-    if (n === 0) break;
-    parts.push(Buffer.from(buf.subarray(0, n)));
+    const piece = await reads.next();
+    if (piece.length === 0) break;
+    parts.push(Buffer.from(piece));
   }
-  await reader.close();
+  await reads.close();
   return Buffer.concat(parts);
 }
 
 describe('direct reads', () => {
-  it('read every byte of files of awkward sizes, in order', async () => {
-    for (const size of [0, 1, 4095, 4096, 4097, 3 * 65536 + 7, 1024 * 1024 + 4096 * 3 + 1]) {
-      const data = prng(size, size + 1);
-      expect((await readAll(file(data), 64 * 1024)).equals(Buffer.from(data))).toBe(true);
+  it('read every byte of files of awkward sizes, in order, with 1 to 3 reads in flight', async () => {
+    for (const buffers of [1, 2, 3]) {
+      for (const size of [0, 1, 4095, 4096, 4097, 3 * 65536, 3 * 65536 + 7, 1024 * 1024 + 4096 * 3 + 1]) {
+        const data = prng(size, size + 1);
+        const got = await readAll(file(data), 64 * 1024, buffers);
+        expect(`${buffers} ${size} ${got.equals(Buffer.from(data))}`).toBe(`${buffers} ${size} true`);
+      }
     }
+  });
+
+  it("read a source's reader through two buffers, in order", async () => {
+    const data = prng(300_001, 4);
+    let pos = 0;
+    let closed = false;
+    const reader: ContentReader = {
+      async read(buf) {
+        const n = Math.min(buf.length, data.length - pos, 70_000); // short reads before the end too
+        buf.set(data.subarray(pos, pos + n));
+        pos += n;
+        return n;
+      },
+      async close() {
+        closed = true;
+      },
+    };
+    const reads = readerReads(reader, [Buffer.alloc(100_000), Buffer.alloc(100_000)]);
+    const parts: Buffer[] = [];
+    for (let p = await reads.next(); p.length > 0; p = await reads.next()) parts.push(Buffer.from(p));
+    await reads.close();
+    expect(Buffer.concat(parts).equals(Buffer.from(data))).toBe(true);
+    expect(closed).toBe(true);
   });
 
   it.runIf(directSupported())('go around the page cache into a page-aligned buffer', () => {
@@ -110,17 +137,21 @@ describe('direct reads', () => {
     const f = new DirectFile(openSync(path, 'r'));
     f.close();
     expect(openFds()).toBe(before);
-    const r = directReader(openSync(path, 'r'), path);
-    await r.read(alignedBuffer(8192));
-    await r.close();
+    const r = sequentialReads(
+      new DirectFile(openSync(path, 'r')),
+      [alignedBuffer(8192), alignedBuffer(8192)],
+      path,
+    );
+    await r.next();
+    await r.close(); // with the second read still in flight
     expect(openFds()).toBe(before);
   });
 
   it('name the file when a read fails', async () => {
     const d = mkdtempSync(join(tmpdir(), 'forge-direct-'));
     dirs.push(d);
-    const r = directReader(openSync(d, 'r'), d); // a directory: EISDIR on read
-    await expect(r.read(alignedBuffer(8192))).rejects.toThrow(d);
+    const r = sequentialReads(new DirectFile(openSync(d, 'r')), [alignedBuffer(8192)], d); // EISDIR on read
+    await expect(r.next()).rejects.toThrow(d);
     await r.close();
   });
 });

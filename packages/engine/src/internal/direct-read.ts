@@ -10,8 +10,7 @@
 // filesystem without direct I/O such as tmpfs, a buffer that is not aligned), reading goes on
 // through the ordinary descriptor from the same offset.
 import { closeSync, constants, openSync, read, readSync } from 'node:fs';
-import type { ContentReader } from '@backupforge/common';
-import { toForgeError } from '@backupforge/common';
+import { type ContentReader, toForgeError } from '@backupforge/common';
 
 const O_DIRECT: number = constants.O_DIRECT ?? 0;
 const NOATIME: number = constants.O_NOATIME ?? 0;
@@ -164,40 +163,83 @@ export class DirectFile {
   }
 }
 
+/** A file read front to back in pieces, with reads ahead in flight. */
+export interface SequentialReads {
+  /** The next bytes of the file (a view valid until the next call); empty at its end. */
+  next(): Promise<Uint8Array>;
+  /** Waits for reads still in flight, then closes the file. */
+  close(): Promise<void>;
+}
+
 /**
- * A ContentReader over an open local file, reading sequentially with DirectFile: for the
- * engine's own reads of large local files.
+ * Reads a local file front to back with a read in flight in each of `buffers` (page-aligned,
+ * all the same size) but the one the caller holds: the disk works on the next pieces while the
+ * caller works on this one. Direct reads get no kernel read-ahead, so this is the only overlap
+ * they have. `path` names the file in errors.
  */
-export function directReader(fd: number, path: string): ContentReader {
-  const file = new DirectFile(fd);
+export function sequentialReads(file: DirectFile, buffers: readonly Buffer[], path: string): SequentialReads {
+  const size = buffers[0]!.length;
+  const queue: { buf: Buffer; read: Promise<number> }[] = [];
   let pos = 0;
-  let eof = false;
-  let closed = false;
+  let short = false; // a read came back short: the file ends there
+  let lent: Buffer | undefined; // the buffer behind the view last handed out
+  const issue = (buf: Buffer): void => {
+    const read = file.read(buf, 0, size, pos);
+    read.catch(() => {}); // seen by next() when taken
+    queue.push({ buf, read });
+    pos += size;
+  };
+  for (const b of buffers) issue(b);
   return {
-    async read(buf: Uint8Array): Promise<number> {
-      if (eof) return 0;
-      let got = 0;
+    async next(): Promise<Uint8Array> {
+      if (lent && !short) issue(lent); // the caller is done with the previous view
+      lent = undefined;
+      const head = queue.shift();
+      if (!head || short) return new Uint8Array(0);
+      let n: number;
       try {
-        while (got < buf.length) {
-          const want = buf.length - got;
-          const n = await file.read(buf, got, want, pos);
-          got += n;
-          pos += n;
-          // A regular file reads short only at its end (direct reads too: whole blocks until then).
-          if (n < want) {
-            eof = true;
-            break;
-          }
-        }
+        n = await head.read;
       } catch (e) {
+        short = true;
         throw toForgeError(e, `reading ${path}`);
       }
-      return got;
+      if (n < size) short = true;
+      lent = head.buf;
+      return head.buf.subarray(0, n);
     },
     async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
+      await Promise.allSettled(queue.map((q) => q.read));
+      queue.length = 0;
       file.close();
+    },
+  };
+}
+
+/**
+ * SequentialReads over a source's reader: one read in flight, into one of `buffers` (two, the
+ * same size), while the caller uses the other.
+ */
+export function readerReads(reader: ContentReader, buffers: readonly [Buffer, Buffer]): SequentialReads {
+  let into = 0;
+  let pending: Promise<number> | undefined = reader.read(buffers[0]);
+  pending.catch(() => {}); // seen by next()
+  return {
+    async next(): Promise<Uint8Array> {
+      if (!pending) return new Uint8Array(0);
+      const n = await pending.finally(() => {
+        pending = undefined;
+      });
+      if (n === 0) return new Uint8Array(0);
+      const held = buffers[into]!;
+      into ^= 1;
+      pending = reader.read(buffers[into]!);
+      pending.catch(() => {});
+      return held.subarray(0, n);
+    },
+    async close(): Promise<void> {
+      if (pending) await pending.catch(() => 0);
+      pending = undefined;
+      await reader.close();
     },
   };
 }
