@@ -4,12 +4,14 @@ import { OBJECT_TYPES, objectKey } from './storage.ts';
 it('public API surface', async () => {
   expect(Object.keys(await import('./index.ts')).sort()).toMatchInlineSnapshot(`
     [
+      "DIRECT_ALIGN",
       "ForgeError",
       "ForgeErrorCodes",
       "InternalError",
       "OBJECT_DIRS",
       "OBJECT_TYPES",
       "TRANSIENT_NETWORK_CODES",
+      "alignedBuffer",
       "isForgeError",
       "isHexId",
       "objectKey",

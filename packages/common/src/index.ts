@@ -1,3 +1,4 @@
+export { alignedBuffer, DIRECT_ALIGN } from './aligned.ts';
 export type { ForgeErrorCode, ForgeErrorOptions } from './errors.ts';
 export {
   ForgeError,

@@ -10,39 +10,15 @@
 // filesystem without direct I/O such as tmpfs, a buffer that is not aligned), reading goes on
 // through the ordinary descriptor from the same offset.
 import { closeSync, constants, openSync, read, readSync } from 'node:fs';
-import { type ContentReader, toForgeError } from '@backupforge/common';
+import { alignedBuffer, type ContentReader, DIRECT_ALIGN, toForgeError } from '@backupforge/common';
+
+export { alignedBuffer, DIRECT_ALIGN };
 
 const O_DIRECT: number = constants.O_DIRECT ?? 0;
 const NOATIME: number = constants.O_NOATIME ?? 0;
 
 /** Files at least this large are read with O_DIRECT (smaller ones take one or two reads). */
 export const DIRECT_MIN_SIZE = 8 * 1024 * 1024;
-/** Alignment of direct reads: buffer address, file offset and length (a page covers 512 and 4K sectors). */
-export const DIRECT_ALIGN = 4096;
-
-const WASM_PAGE = 65536;
-/** The one WebAssembly API used here (this package's type libraries do not declare WebAssembly). */
-const wasm = (
-  globalThis as unknown as {
-    WebAssembly?: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
-  }
-).WebAssembly;
-
-/**
- * A buffer whose first byte is page-aligned, as direct reads need: WebAssembly memory is mapped
- * page by page. Falls back to an ordinary buffer (direct reads into it are then refused and the
- * reader goes on buffered) where WebAssembly memory cannot be had.
- */
-export function alignedBuffer(size: number): Buffer {
-  const pages = Math.ceil(size / WASM_PAGE);
-  try {
-    if (wasm) return Buffer.from(new wasm.Memory({ initial: pages, maximum: pages }).buffer, 0, size);
-  } catch {
-    // no more address space for WebAssembly memories: an ordinary buffer below
-  }
-  return Buffer.allocUnsafeSlow(size);
-}
-
 /** Aligned buffers given back, for the next taker of the same size (a few, per thread). */
 const spare: Buffer[] = [];
 

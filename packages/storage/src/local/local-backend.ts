@@ -15,6 +15,7 @@ import type {
 } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey, toForgeError } from '@backupforge/common';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
+import { writeFileDirect } from './direct-write.ts';
 
 export interface LocalBackendOptions {
   /** The repository directory. Relative paths are resolved against the current directory. */
@@ -99,18 +100,31 @@ class LocalBackend implements StorageBackend {
     const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     let fh: FileHandle | undefined;
     try {
-      try {
-        fh = await open(temp, 'wx', FILE_MODE);
-      } catch (e) {
-        if (errnoOf(e) !== 'ENOENT') throw e;
-        // The directory is missing: data/<xx>/ is created on demand, type dirs if create() was skipped.
-        await this.#makeDir(dir);
-        fh = await open(temp, 'wx', FILE_MODE);
+      // Packs go around the page cache where the filesystem allows (direct-write.ts).
+      let direct = false;
+      if (handle.type === 'pack') {
+        try {
+          direct = await writeFileDirect(temp, data, FILE_MODE);
+        } catch (e) {
+          if (errnoOf(e) !== 'ENOENT') throw e;
+          await this.#makeDir(dir); // data/<xx>/ is created on demand
+          direct = await writeFileDirect(temp, data, FILE_MODE);
+        }
       }
-      await fh.writeFile(data);
-      await fh.sync();
-      await fh.close();
-      fh = undefined;
+      if (!direct) {
+        try {
+          fh = await open(temp, 'wx', FILE_MODE);
+        } catch (e) {
+          if (errnoOf(e) !== 'ENOENT') throw e;
+          // The directory is missing: data/<xx>/ is created on demand, type dirs if create() was skipped.
+          await this.#makeDir(dir);
+          fh = await open(temp, 'wx', FILE_MODE);
+        }
+        await fh.writeFile(data);
+        await fh.sync();
+        await fh.close();
+        fh = undefined;
+      }
       await rename(temp, file);
       await syncDir(dir);
     } catch (e) {
