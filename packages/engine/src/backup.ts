@@ -783,15 +783,19 @@ class BackupRun {
       if (!entry.open) throw new InternalError(`file entry ${where} cannot be opened`);
       return await entry.open();
     } catch (e) {
-      const fe = toForgeError(e);
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: fe.code,
-        message: `cannot read ${where}: ${fe.message}`,
-      });
+      this.#warnCannotRead(where, e);
       return undefined;
     }
+  }
+
+  #warnCannotRead(where: string, e: unknown): void {
+    const fe = toForgeError(e);
+    this.#warn({
+      kind: 'warning',
+      path: where,
+      code: fe.code,
+      message: `cannot read ${where}: ${fe.message}`,
+    });
   }
 
   /**
@@ -802,13 +806,7 @@ class BackupRun {
     try {
       return sequentialReads(new DirectFile(openRegularFile(path), this.#directIo), this.#aheadBufs(), path);
     } catch (e) {
-      const fe = toForgeError(e);
-      this.#warn({
-        kind: 'warning',
-        path: where,
-        code: fe.code,
-        message: `cannot read ${where}: ${fe.message}`,
-      });
+      this.#warnCannotRead(where, e);
       return undefined;
     }
   }
