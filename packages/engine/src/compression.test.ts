@@ -20,8 +20,9 @@ describe('zstd on a kept context', () => {
         expect(Buffer.from(c.data).equals(zstdCompressSync(data, params(level)))).toBe(true);
         expect(Buffer.from(decompress(c.data, 'zstd', data.length)).equals(Buffer.from(data))).toBe(true);
       }
-      // On this Node the context is kept (a fallback would be correct, but slower: say so).
-      expect(zstdContextKept(level)).toBe(true);
+      // On this Node the context is kept (a fallback would be correct, but slower: say so);
+      // high levels get a fresh one per blob (their contexts are tens of MiB).
+      expect(zstdContextKept(level)).toBe(level <= 9);
     }
   });
 

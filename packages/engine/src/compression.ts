@@ -66,6 +66,8 @@ interface Kept {
   readonly state: Uint32Array;
 }
 const zstdEngines = new Map<number, Kept | null>();
+/** Levels whose compression context is kept (see zstdKept). */
+const KEEP_MAX_LEVEL = 9;
 
 function keep(z: ZstdEngine & { on(event: 'error', f: () => void): unknown }): Kept | null {
   // A native error destroys the stream, which then emits 'error' a tick later: seen (as
@@ -92,6 +94,9 @@ export function zstdContextKept(level = 3): boolean {
 
 /** One frame on the kept context, or undefined where that cannot be done (then: zstdCompressSync). */
 function zstdKept(data: Uint8Array, level: number): Buffer | undefined {
+  // High levels build contexts of tens of MiB and spend long enough per blob that a fresh
+  // context costs nothing in comparison: those are not kept alive between backups.
+  if (level > KEEP_MAX_LEVEL) return undefined;
   let e = zstdEngines.get(level);
   if (e === undefined) {
     e = null;

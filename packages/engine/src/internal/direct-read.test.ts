@@ -1,4 +1,13 @@
-import { closeSync, constants, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContentReader } from '@backupforge/common';
@@ -137,6 +146,11 @@ describe('direct reads', () => {
     const f = new DirectFile(openSync(path, 'r'));
     f.close();
     expect(openFds()).toBe(before);
+    // A second close must not close a number the system has since given to another file.
+    const other = openSync(path, 'r');
+    f.close();
+    expect(() => fstatSync(other)).not.toThrow();
+    closeSync(other);
     const r = sequentialReads(
       new DirectFile(openSync(path, 'r')),
       [alignedBuffer(8192), alignedBuffer(8192)],

@@ -69,72 +69,75 @@ function closeQuietly(fd: number): void {
  */
 export class DirectFile {
   readonly #fd: number;
-  #direct: number;
+  /** The O_DIRECT descriptor, open until close() even once refused (reads may be in flight on it). */
+  readonly #directFd: number;
+  #useDirect: boolean;
   /** Bytes read around the page cache so far. */
   directBytes = 0;
 
   /** Takes `fd` over; `direct: false` reads through it only (buffered). */
   constructor(fd: number, direct = true) {
     this.#fd = fd;
-    this.#direct = direct ? reopenDirect(fd) : -1;
+    this.#directFd = direct ? reopenDirect(fd) : -1;
+    this.#useDirect = this.#directFd >= 0;
   }
 
   /** True while reads go around the page cache. */
   get direct(): boolean {
-    return this.#direct >= 0;
+    return this.#useDirect;
   }
 
   #usable(buf: Uint8Array, offset: number, length: number, position: number): boolean {
     return (
-      this.#direct >= 0 &&
+      this.#useDirect &&
       (buf.byteOffset + offset) % DIRECT_ALIGN === 0 &&
       length % DIRECT_ALIGN === 0 &&
       position % DIRECT_ALIGN === 0
     );
   }
 
-  #fallBack(): void {
-    closeQuietly(this.#direct);
-    this.#direct = -1;
-  }
-
   /** Reads up to `length` bytes at `position`; fewer only at the end of the file. */
   readSync(buf: Uint8Array, offset: number, length: number, position: number): number {
     if (this.#usable(buf, offset, length, position)) {
       try {
-        const n = readSync(this.#direct, buf, offset, length, position);
+        const n = readSync(this.#directFd, buf, offset, length, position);
         this.directBytes += n;
         return n;
       } catch (e) {
         if ((e as { code?: unknown }).code !== 'EINVAL') throw e;
-        this.#fallBack();
+        this.#useDirect = false;
       }
     }
     return readSync(this.#fd, buf, offset, length, position);
   }
 
-  /** As readSync, on the thread pool. */
+  /** As readSync, on the thread pool; several may be in flight. */
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     return new Promise((resolve, reject) => {
       const buffered = (): void =>
         read(this.#fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
       if (!this.#usable(buf, offset, length, position)) return buffered();
-      read(this.#direct, buf, offset, length, position, (err, n) => {
+      read(this.#directFd, buf, offset, length, position, (err, n) => {
         if (!err) {
           this.directBytes += n;
           return resolve(n);
         }
         if (err.code !== 'EINVAL') return reject(err);
-        this.#fallBack();
+        // Refused: this read and every later one go buffered. The descriptor stays open until
+        // close(), so that no read still queued on it can meet its number reused by another file.
+        this.#useDirect = false;
         buffered();
       });
     });
   }
 
-  /** Closes both descriptors (a read still in flight must have ended). */
+  #closed = false;
+
+  /** Closes both descriptors, once (a second close could hit a reused number); every read must have ended. */
   close(): void {
-    if (this.#direct >= 0) closeQuietly(this.#direct);
-    this.#direct = -1;
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#directFd >= 0) closeQuietly(this.#directFd);
     closeQuietly(this.#fd);
   }
 }
