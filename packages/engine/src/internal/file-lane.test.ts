@@ -66,4 +66,13 @@ describe('FileLane', () => {
     await settle();
     expect(openFds()).toBe(before);
   });
+
+  it('closing after a read ahead has ended closes the file at once', async () => {
+    const before = openFds();
+    const lane = new FileLane(file(prng(24 * 1024 * 1024, 6)), PARAMS, KEY, true);
+    await lane.step(undefined);
+    await settle(); // the read ahead lands, and is never taken
+    lane.close();
+    expect(openFds()).toBe(before);
+  });
 });

@@ -47,6 +47,8 @@ export class FileLane {
   /** The read into #ahead in flight, and the file offset it reads at. */
   #aheadRead: Promise<number> | undefined;
   #aheadAt = -1;
+  /** A read ahead has not ended yet: the descriptors must stay open until it has. */
+  #aheadBusy = false;
 
   readonly #direct: boolean;
 
@@ -172,11 +174,12 @@ export class FileLane {
     this.#aheadAt = this.#size;
     const r = file.read(ahead, 0, READ_SIZE, this.#size);
     this.#aheadRead = r;
+    this.#aheadBusy = true;
     // Closed meanwhile: the descriptors were kept open for this read (see close). A failure is
     // seen by the step that takes the data; none is left unhandled.
     r.catch(() => 0).then(() => {
-      if (this.#closed && this.#aheadRead === r) {
-        this.#aheadRead = undefined;
+      this.#aheadBusy = false;
+      if (this.#closed) {
         file.close();
         giveAligned(ahead);
       }
@@ -188,7 +191,7 @@ export class FileLane {
     // never reused under it.
     if (this.#closed) return;
     this.#closed = true;
-    if (!this.#aheadRead) {
+    if (!this.#aheadBusy) {
       this.#file?.close();
       giveAligned(this.#ahead);
     }
