@@ -61,7 +61,11 @@ export async function writeFileDirect(path: string, data: Uint8Array, mode: numb
       // The last piece is padded to a whole block, and the file cut back to its size below.
       const padded = Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIGN;
       if (padded > n) buf.fill(0, n, padded);
-      for (let done = 0; done < padded; ) done += await writeAsync(fd, buf, done, padded - done, at + done);
+      for (let done = 0; done < padded; ) {
+        const w = await writeAsync(fd, buf, done, padded - done, at + done);
+        if (w <= 0) throw Object.assign(new Error(`no progress writing ${path}`), { code: 'EIO' });
+        done += w;
+      }
     }
     if (data.length % DIRECT_ALIGN !== 0) await ftruncateAsync(fd, data.length);
     await fsyncAsync(fd);
