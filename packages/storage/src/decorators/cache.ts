@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { ByteRange, ObjectHandle, ObjectInfo, ObjectType, StorageBackend } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
+import { errnoOf } from '../internal/errno.ts';
 import { checkNumber, ForwardingBackend } from './forwarding.ts';
 
 export interface CacheOptions {
@@ -352,9 +353,4 @@ function rangeChecksum(name: string, range: ByteRange, data: Uint8Array): Buffer
     .update(`bf-cache-range\0${name}\0${range.offset}\0${range.length}\0`)
     .update(data)
     .digest();
-}
-
-function errnoOf(e: unknown): string | undefined {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
 }

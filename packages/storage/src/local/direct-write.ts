@@ -7,6 +7,7 @@ import { close, constants, fsync, ftruncate, open, write } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { alignedBuffer, DIRECT_ALIGN } from '@backupforge/common';
+import { errnoOf } from '../internal/errno.ts';
 
 const O_DIRECT: number = constants.O_DIRECT ?? 0;
 /** Objects at least this large are written directly; smaller ones are not worth a device round trip. */
@@ -33,10 +34,6 @@ function writeAsync(
 /** False once a filesystem refused direct I/O: every later save goes buffered. */
 let refused = O_DIRECT === 0;
 const spare: Buffer[] = [];
-
-function errnoOf(e: unknown): string | undefined {
-  return e && typeof e === 'object' && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
-}
 
 /**
  * Creates `path` (which must not exist) holding `data`, written with O_DIRECT and fsynced.

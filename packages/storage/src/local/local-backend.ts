@@ -15,6 +15,7 @@ import type {
 } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey, toForgeError } from '@backupforge/common';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
+import { errnoOf } from '../internal/errno.ts';
 import { writeFileDirect } from './direct-write.ts';
 
 export interface LocalBackendOptions {
@@ -361,10 +362,6 @@ async function syncCreatedChain(dir: string, firstCreated: string): Promise<void
     await syncDir(dirname(d));
     if (d === firstCreated || dirname(d) === d) return;
   }
-}
-
-function errnoOf(e: unknown): string | undefined {
-  return e && typeof e === 'object' && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
 }
 
 const MAX_OPEN_PACKS = 32;
