@@ -1,5 +1,6 @@
 import { hostname as osHostname, userInfo } from 'node:os';
 import {
+  alignedBuffer,
   type BackupSource,
   type ContentReader,
   type FileMetadata,
@@ -27,7 +28,6 @@ import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
 import {
-  alignedBuffer,
   DIRECT_MIN_SIZE,
   DirectFile,
   readerReads,

@@ -11,9 +11,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContentReader } from '@backupforge/common';
+import { alignedBuffer, DIRECT_ALIGN } from '@backupforge/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prng } from '../testing/memory-fixtures.ts';
-import { alignedBuffer, DIRECT_ALIGN, DirectFile, readerReads, sequentialReads } from './direct-read.ts';
+import { DirectFile, readerReads, sequentialReads } from './direct-read.ts';
 
 const dirs: string[] = [];
 afterEach(() => {

@@ -12,8 +12,6 @@
 import { closeSync, constants, openSync, read, readSync } from 'node:fs';
 import { alignedBuffer, type ContentReader, DIRECT_ALIGN, toForgeError } from '@backupforge/common';
 
-export { alignedBuffer, DIRECT_ALIGN };
-
 const O_DIRECT: number = constants.O_DIRECT ?? 0;
 const NOATIME: number = constants.O_NOATIME ?? 0;
 
