@@ -309,7 +309,11 @@ class BackupRun {
     this.#prefetcher = prefetcher;
     this.#reporter = reporter;
     this.#opts = opts;
-    this.#writer = new PackWriter(repo, { dryRun: opts.dryRun ?? false });
+    // Packs are named (SHA-256 of 16 MiB) on a worker: this thread chunks, packs and reads.
+    this.#writer = new PackWriter(repo, {
+      dryRun: opts.dryRun ?? false,
+      hashPack: (bytes) => processor.hashPack(bytes),
+    });
     this.#maxLanes = Math.min(MAX_LANES, workerCount(opts.workers));
     this.#directIo = opts.directIo ?? process.env.FORGE_DIRECT_IO !== '0';
   }

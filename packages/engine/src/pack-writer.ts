@@ -1,5 +1,5 @@
 import type { BlobType, SealedBlob } from './format/blob-codec.ts';
-import { type FinishedPack, MAX_BLOBS_PER_PACK, PackBuilder, type PackEntry } from './format/pack.ts';
+import { type FinishedPack, MAX_BLOBS_PER_PACK, PackBuilder, type PackEntry, packId } from './format/pack.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
 import type { Repository } from './repository.ts';
@@ -18,6 +18,12 @@ const MAX_UPLOADS = 1;
  * header; a pack of very many tiny blobs closes early instead, when its header no longer fits.
  */
 const PACK_SLACK = 128 * 1024;
+
+/**
+ * Names a finished pack (the SHA-256 of its bytes) somewhere else, a worker thread say. `bytes`
+ * may be transferred away: use the view that comes back.
+ */
+export type PackHasher = (bytes: Uint8Array) => Promise<{ id: string; bytes: Uint8Array }>;
 
 export interface PackWriterStats {
   packs: number;
@@ -51,10 +57,13 @@ export class PackWriter {
   #error: unknown;
   readonly stats: PackWriterStats = { packs: 0, blobs: { data: 0, tree: 0 }, rawBytes: 0, packedBytes: 0 };
   readonly #dryRun: boolean;
+  readonly #hashPack: PackHasher | undefined;
 
-  constructor(repo: Repository, opts: { dryRun?: boolean } = {}) {
+  /** With `hashPack`, data packs are named by it (off this thread) instead of here. */
+  constructor(repo: Repository, opts: { dryRun?: boolean; hashPack?: PackHasher } = {}) {
     this.#repo = repo;
     this.#dryRun = opts.dryRun ?? false;
+    this.#hashPack = opts.hashPack;
   }
 
   /** True when the blob is stored or about to be. */
@@ -132,16 +141,30 @@ export class PackWriter {
       return;
     }
     delete this.#builders[type];
-    const pack = b.finish(this.#repo.keys.encKey);
+    const unnamed = b.finishUnnamed(this.#repo.keys.encKey);
+    /** The pack buffer to reuse once stored: it moves to the hasher and comes back from it. */
+    let reuse: Uint8Array | undefined;
+    let named: Promise<FinishedPack>;
+    if (this.#hashPack && b.buffer) {
+      named = this.#hashPack(unnamed.bytes).then((r) => {
+        reuse = new Uint8Array(r.bytes.buffer);
+        return { id: r.id, bytes: r.bytes, entries: unnamed.entries };
+      });
+    } else {
+      reuse = b.buffer;
+      named = Promise.resolve({ id: packId(unnamed.bytes), ...unnamed });
+    }
     const done = () => {
       this.#uploads.delete(p);
       this.#uploadSlots.release();
-      if (b.buffer) this.#freeBuffers.push(b.buffer);
+      if (reuse) this.#freeBuffers.push(reuse);
     };
-    const p = this.#upload(pack).then(done, (e) => {
-      done();
-      this.#error ??= e;
-    });
+    const p = named
+      .then((pack) => this.#upload(pack))
+      .then(done, (e) => {
+        done();
+        this.#error ??= e;
+      });
     this.#uploads.add(p);
   }
 

@@ -518,7 +518,8 @@ async function main() {
     );
     for (const p of v.firstContentProblems.slice(0, 5)) log(`     ${p}`);
   }
-  if (!opts.keep) for (const tool of opts.tools) rmSync(join(dirs.restore, tool), { recursive: true, force: true });
+  if (!opts.keep)
+    for (const tool of opts.tools) rmSync(join(dirs.restore, tool), { recursive: true, force: true });
 
   log('phase check');
   for (const tool of opts.tools) measure(tool, 'check', TOOLS[tool].check(repoOf(tool)));

@@ -78,6 +78,15 @@ export class PackBuilder {
   }
 
   finish(encKey: Uint8Array): FinishedPack {
+    const pack = this.finishUnnamed(encKey);
+    return { id: packId(pack.bytes), ...pack };
+  }
+
+  /**
+   * Seals the header and completes the pack's bytes, without hashing them: the caller names the
+   * pack ({@link packId}), perhaps on another thread.
+   */
+  finishUnnamed(encKey: Uint8Array): Omit<FinishedPack, 'id'> {
     const header = Buffer.alloc(5 + ENTRY_SIZE * this.#entries.length);
     header[0] = 1;
     header.writeUInt32LE(this.#entries.length, 1);
@@ -103,9 +112,13 @@ export class PackBuilder {
       bytes = Buffer.concat([...this.#parts, sealedHeader, len]);
       this.#parts.length = 0; // the pack's bytes are in `bytes` now; let the parts go
     }
-    const id = createHash('sha256').update(bytes).digest('hex');
-    return { id, bytes, entries: this.#entries.slice() };
+    return { bytes, entries: this.#entries.slice() };
   }
+}
+
+/** A pack's name: the SHA-256 of its bytes, in hex. */
+export function packId(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Parses a decrypted pack header. `blobArea` is pack size minus header and length field. */

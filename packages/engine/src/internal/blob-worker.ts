@@ -6,6 +6,7 @@ import type { ChunkerParams } from '../chunker/index.ts';
 import type { CompressionSettings } from '../compression.ts';
 import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, sealBlob } from '../format/blob-codec.ts';
+import { packId } from '../format/pack.ts';
 import { FileLane } from './file-lane.ts';
 import { GcPacer } from './gc.ts';
 import { type LocalWrite, type LocalWriter, openAndWrite } from './local-writes.ts';
@@ -75,6 +76,12 @@ interface HashTask {
   kind: 'hash';
   seq: number;
   data: Uint8Array;
+}
+
+interface PackHashTask {
+  kind: 'packHash';
+  seq: number;
+  bytes: Uint8Array;
 }
 
 interface HeldTask {
@@ -157,6 +164,11 @@ function onSeal(t: SealTask): Reply {
   return { msg: { sealed: s.sealed, compression: s.compression, rawLength: s.rawLength }, transfer };
 }
 
+/** Names a finished pack; its buffer goes back with the name. */
+function onPackHash(t: PackHashTask): Reply {
+  return { msg: { id: packId(t.bytes), bytes: t.bytes }, transfer: [t.bytes.buffer as ArrayBuffer] };
+}
+
 /** Chunks hashed here and waiting to be sealed or handed back, by number. */
 const held = new Map<number, Uint8Array>();
 let heldSeq = 0;
@@ -198,6 +210,7 @@ type Task =
   | SealTask
   | HashTask
   | HeldTask
+  | PackHashTask
   | OpenTask
   | OpenWriteTask
   | VerifyPackTask
@@ -209,6 +222,7 @@ function handle(t: Task): Reply | Promise<Reply> {
   if (!('kind' in t)) return onSeal(t);
   if (t.kind === 'hash') return onHash(t);
   if (t.kind === 'held') return onHeld(t);
+  if (t.kind === 'packHash') return onPackHash(t);
   if (t.kind === 'open') return onOpen(t);
   if (t.kind === 'openWrite') return onOpenWrite(t);
   if (t.kind === 'verifyPack') return onVerifyPack(t);

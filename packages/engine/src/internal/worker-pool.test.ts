@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
@@ -57,6 +58,28 @@ describe('createBlobProcessor', () => {
         expect(added.sealed!.sealed.length).toBeLessThan(data.length); // compressed
         const plain = openBlob(KEYS, added.id, added.sealed!, added.sealed!.sealed);
         expect(Buffer.from(plain).equals(Buffer.from(data)), `workers: ${workers}`).toBe(true);
+      } finally {
+        await processor.close();
+      }
+    }
+  });
+
+  it('names a pack on a worker and hands its whole buffer back', async () => {
+    for (const workers of [2, 0]) {
+      const processor = createBlobProcessor({ ...KEYS, compression: { algorithm: 'none' }, workers });
+      try {
+        const buffer = new Uint8Array(1 << 20);
+        for (let i = 0; i < buffer.length; i++) buffer[i] = (i * 13) % 256;
+        const copy = Buffer.from(buffer);
+        const bytes = buffer.subarray(0, 700_001); // a finished pack is a view into its buffer
+        const want = createHash('sha256').update(bytes).digest('hex');
+        const r = await processor.hashPack(bytes);
+        expect(r.id, `workers: ${workers}`).toBe(want);
+        expect(r.bytes.byteOffset).toBe(0);
+        expect(r.bytes.length).toBe(700_001);
+        expect(r.bytes.buffer.byteLength).toBe(1 << 20); // the whole pack buffer, for reuse
+        expect(Buffer.from(r.bytes.buffer).equals(copy)).toBe(true);
+        if (workers > 0) expect(buffer.buffer.byteLength).toBe(0); // it moved to the worker and back
       } finally {
         await processor.close();
       }

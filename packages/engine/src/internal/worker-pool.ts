@@ -7,6 +7,7 @@ import type { ChunkerParams } from '../chunker/index.ts';
 import type { CompressionAlgorithm, CompressionSettings } from '../compression.ts';
 import { blobId } from '../crypto/master-key.ts';
 import { type BlobType, type SealedBlob, sealBlob } from '../format/blob-codec.ts';
+import { packId } from '../format/pack.ts';
 import { isPoolBuffer } from './buffer-pool.ts';
 import type { LaneStep } from './file-lane.ts';
 import { type LocalWrite, type LocalWriter, openAndWrite, type WrittenRun } from './local-writes.ts';
@@ -64,6 +65,11 @@ export interface BlobProcessor {
     claim: (id: Buffer) => boolean,
   ): Promise<{ id: Buffer; sealed?: SealedBlob; back: Uint8Array }>;
   /**
+   * Names a finished pack (the SHA-256 of its bytes, see `PackHasher`). `bytes` is moved away
+   * with its whole buffer (a pack buffer of the pack writer's own) and comes back in the result.
+   */
+  hashPack(bytes: Uint8Array): Promise<{ id: string; bytes: Uint8Array }>;
+  /**
    * Decrypt + decompress + verify a run of blobs read from one pack into `out` (their total raw
    * length). Both buffers may be transferred away and come back in the result: use those.
    * Needs `macKey`.
@@ -120,6 +126,9 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
       if (!claim(id)) return { id, back: data };
       const sealed = sealBlob(opts.encKey, { id, type, data }, opts.compression, true);
       return { id, sealed, back: sealed.sealed };
+    },
+    async hashPack(bytes) {
+      return { id: packId(bytes), bytes };
     },
     async open(sealed, blobs, out) {
       const failure = openRun({ encKey: opts.encKey, macKey: needMacKey(opts) }, sealed, blobs, out);
@@ -293,6 +302,11 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
     },
     async seal(id, type, data) {
       return sealedBlob(id, type, await post<SealReply>({ data, id, type }, transferable(data)));
+    },
+    async hashPack(bytes) {
+      return post<{ id: string; bytes: Uint8Array }>({ kind: 'packHash', bytes }, [
+        bytes.buffer as ArrayBuffer,
+      ]);
     },
     async open(sealed, blobs, out) {
       needMacKey(opts);
