@@ -61,4 +61,31 @@ describe('zstd on a kept context', () => {
       ok();
     }
   });
+
+  it('decompresses straight into a given buffer of the right length, and nowhere else', () => {
+    const a = text(300_000);
+    const ca = compress(a, { algorithm: 'zstd' }).data;
+    const run = new Uint8Array(a.length + 100).fill(7);
+    const into = run.subarray(50, 50 + a.length);
+    const got = decompress(ca, 'zstd', a.length, into);
+    expect(got).toBe(into); // no new buffer, no copy
+    expect(Buffer.from(into).equals(a)).toBe(true);
+    expect(
+      run.subarray(0, 50).every((x) => x === 7) && run.subarray(50 + a.length).every((x) => x === 7),
+    ).toBe(true);
+    // A buffer of another length is not used; neither is one for data stored raw.
+    const other = new Uint8Array(a.length + 1);
+    const elsewhere = decompress(ca, 'zstd', a.length, other);
+    expect(elsewhere).not.toBe(other);
+    expect(Buffer.from(elsewhere).equals(a)).toBe(true);
+    const raw = prng(1000, 4);
+    expect(decompress(raw, 'none', raw.length, new Uint8Array(raw.length))).toBe(raw);
+    // A bad frame still fails, whatever it left in the buffer.
+    expect(() => decompress(ca.subarray(0, ca.length - 7), 'zstd', a.length, into)).toThrow(
+      expect.objectContaining({ code: 'FORGE_INTEGRITY' }),
+    );
+    expect(() => decompress(ca, 'zstd', a.length - 1, into.subarray(1))).toThrow(
+      expect.objectContaining({ code: 'FORGE_INTEGRITY' }),
+    );
+  });
 });

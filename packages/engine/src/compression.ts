@@ -167,7 +167,7 @@ export function unzstdContextKept(): boolean {
  * reports the error). A context left inside a frame, or destroyed by an error, is dropped and
  * the next call makes a new one.
  */
-function unzstdKept(data: Uint8Array, rawLength: number): Buffer | undefined {
+function unzstdKept(data: Uint8Array, rawLength: number, into?: Uint8Array): Uint8Array | undefined {
   if (unzstd === undefined) {
     try {
       unzstd = keep(new ZstdDecompress() as unknown as Parameters<typeof keep>[0]);
@@ -177,7 +177,8 @@ function unzstdKept(data: Uint8Array, rawLength: number): Buffer | undefined {
   }
   const e = unzstd;
   if (!e || rawLength === 0) return undefined;
-  const out = Buffer.allocUnsafeSlow(rawLength); // never a slice of the shared pool: it may be transferred
+  // Never a slice of the shared pool: it may be transferred.
+  const out = into && into.length === rawLength ? into : Buffer.allocUnsafeSlow(rawLength);
   try {
     e.handle.writeSync(constants.ZSTD_e_end, data, 0, data.length, out, 0, rawLength);
   } catch {
@@ -193,14 +194,24 @@ function unzstdKept(data: Uint8Array, rawLength: number): Buffer | undefined {
   return out;
 }
 
-/** Decompresses to exactly `rawLength` bytes; anything else is `FORGE_INTEGRITY`. */
-export function decompress(data: Uint8Array, algorithm: CompressionAlgorithm, rawLength: number): Uint8Array {
+/**
+ * Decompresses to exactly `rawLength` bytes; anything else is `FORGE_INTEGRITY`. zstd writes
+ * straight into `into` (exactly `rawLength` long) when it can: the result is then `into`
+ * itself, otherwise a new buffer (and `into` may hold partial output).
+ */
+export function decompress(
+  data: Uint8Array,
+  algorithm: CompressionAlgorithm,
+  rawLength: number,
+  into?: Uint8Array,
+): Uint8Array {
   let out: Uint8Array;
   try {
     if (algorithm === 'none') out = data;
     else if (algorithm === 'zstd')
       out =
-        unzstdKept(data, rawLength) ?? zstdDecompressSync(data, { maxOutputLength: Math.max(rawLength, 1) });
+        unzstdKept(data, rawLength, into) ??
+        zstdDecompressSync(data, { maxOutputLength: Math.max(rawLength, 1) });
     else {
       // lz4-napi trusts the 4-byte size prefix and allocates it up front: check it first.
       if (data.length < 4 || Buffer.from(data.buffer, data.byteOffset, 4).readUInt32LE(0) !== rawLength) {

@@ -99,13 +99,16 @@ export function sealBlob(
 
 /**
  * Decrypts, decompresses and verifies one blob. Wrong bytes are never returned: any mismatch
- * is `FORGE_INTEGRITY`.
+ * is `FORGE_INTEGRITY`. With `into` (`rawLength` bytes), a compressed blob may be decompressed
+ * straight into it: the result is then `into` itself (check with `===`); after an error `into`
+ * may hold anything.
  */
 export function openBlob(
   keys: { encKey: Uint8Array; macKey: Uint8Array },
   id: Uint8Array,
   loc: Pick<BlobLocation, 'type' | 'compression' | 'rawLength'>,
   sealed: Uint8Array,
+  into?: Uint8Array,
 ): Uint8Array {
   const hex = Buffer.from(id).toString('hex');
   if (id.length !== 32) throw new ForgeError('FORGE_FORMAT', `blob id ${hex.slice(0, 12)} is not 32 bytes`);
@@ -117,7 +120,7 @@ export function openBlob(
   }
   const aad = blobAad(loc.type, loc.compression, id, loc.rawLength);
   const stored = open(keys.encKey, sealed, aad, `${loc.type} blob ${hex.slice(0, 12)}`);
-  const plain = decompress(stored, loc.compression, loc.rawLength);
+  const plain = decompress(stored, loc.compression, loc.rawLength, into);
   const actual = blobId(keys.macKey, plain);
   if (actual.length !== id.length || !timingSafeEqual(actual, id)) {
     throw new ForgeError('FORGE_INTEGRITY', `${loc.type} blob ${hex.slice(0, 12)} does not match its id`);

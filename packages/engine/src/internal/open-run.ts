@@ -32,8 +32,9 @@ export function openRun(
   for (let i = 0; i < blobs.length; i++) {
     const b = blobs[i]!;
     try {
-      const plain = openBlob(keys, b.id, b, sealed.subarray(b.at, b.at + b.length));
-      out.set(plain, pos);
+      const into = out.subarray(pos, pos + b.rawLength);
+      const plain = openBlob(keys, b.id, b, sealed.subarray(b.at, b.at + b.length), into);
+      if (plain !== into) out.set(plain, pos);
       pos += plain.length;
     } catch (e) {
       const fe = toForgeError(e);
