@@ -102,8 +102,12 @@ export interface StorageBackend {
    * Reads an object, or `range` of it. A missing object MUST reject with `FORGE_NOT_FOUND`.
    * A range that reaches past the end MUST reject with `FORGE_RANGE` (permanent): never return
    * fewer bytes than asked for. A zero-length range at offset <= size returns an empty array.
+   *
+   * `into`, with a `range`, is a buffer at least `range.length` long the backend MAY read the
+   * bytes into (the result is then a view of it at offset 0), so a caller can reuse buffers;
+   * backends that cannot simply ignore it. On failure its contents are undefined.
    */
-  load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array>;
+  load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array>;
 
   /** Size of an object. A missing object MUST reject with `FORGE_NOT_FOUND`. */
   stat(handle: ObjectHandle): Promise<ObjectInfo>;

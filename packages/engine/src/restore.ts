@@ -264,13 +264,17 @@ export async function restore(
       budget.release(cost);
     };
     try {
+      // Read into a pool buffer (a local repository reads into it; others return their own):
+      // fresh buffers for every run made V8 run a full collection every few dozen MiB.
       const sealed = await repo.backend.load(
         { type: 'pack', name: run.loc.packId },
         { offset: run.loc.offset, length: run.sealedLength },
+        new Uint8Array(pool.get(run.sealedLength)),
       );
       pacer.add(sealed.length);
       const out = new Uint8Array(pool.get(run.rawLength), 0, run.rawLength);
       const opened = await processor.open(sealed, run.blobs, out);
+      if (opened.sealed.buffer !== opened.out.buffer) pool.put(opened.sealed.buffer as ArrayBuffer);
       if (opened.failure) {
         release(opened.out);
         return loadBlobs(run.ids);

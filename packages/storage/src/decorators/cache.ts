@@ -151,13 +151,13 @@ class CacheBackend extends ForwardingBackend implements CachingBackend {
     if (path !== undefined && sha256Hex(data) === handle.name) await this.#write(path, data);
   }
 
-  override async load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
+  override async load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array> {
     if (range === undefined) {
       const path = this.#wholePath(handle);
       return path === undefined ? this.inner.load(handle) : this.#loadWhole(handle, path);
     }
     if (this.#isHeaderRead(handle, range)) return this.#loadRange(handle, range);
-    return this.inner.load(handle, range);
+    return this.inner.load(handle, range, into);
   }
 
   override async remove(handle: ObjectHandle): Promise<void> {

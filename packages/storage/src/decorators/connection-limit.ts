@@ -49,8 +49,8 @@ class ConnectionLimitBackend extends ForwardingBackend {
     return this.#slots.run(() => this.inner.save(handle, data));
   }
 
-  override load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
-    return this.#slots.run(() => this.inner.load(handle, range));
+  override load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array> {
+    return this.#slots.run(() => this.inner.load(handle, range, into));
   }
 
   override stat(handle: ObjectHandle): Promise<ObjectInfo> {

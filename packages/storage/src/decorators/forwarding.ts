@@ -38,8 +38,8 @@ export abstract class ForwardingBackend implements StorageBackend {
     return this.inner.save(handle, data);
   }
 
-  load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
-    return this.inner.load(handle, range);
+  load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array> {
+    return this.inner.load(handle, range, into);
   }
 
   stat(handle: ObjectHandle): Promise<ObjectInfo> {

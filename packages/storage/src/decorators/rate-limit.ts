@@ -60,10 +60,10 @@ class RateLimitBackend extends ForwardingBackend {
     await this.inner.save(handle, data);
   }
 
-  override async load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
+  override async load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array> {
     if (range !== undefined && Number.isSafeInteger(range.length) && range.length >= 0) {
       await this.#pay(this.#download, range.length);
-      return this.inner.load(handle, range);
+      return this.inner.load(handle, range, into);
     }
     const data = await this.inner.load(handle, range);
     await this.#pay(this.#download, data.length);

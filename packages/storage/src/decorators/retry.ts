@@ -126,8 +126,8 @@ class RetryBackend extends ForwardingBackend implements RetryingBackend {
     return this.#run('save', keyOf(handle), () => this.inner.save(handle, data));
   }
 
-  override load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
-    return this.#run('load', keyOf(handle), () => this.inner.load(handle, range));
+  override load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array> {
+    return this.#run('load', keyOf(handle), () => this.inner.load(handle, range, into));
   }
 
   override stat(handle: ObjectHandle): Promise<ObjectInfo> {

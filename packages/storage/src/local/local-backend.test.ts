@@ -133,6 +133,22 @@ describe('local backend', () => {
     );
   });
 
+  it('reads a range into the buffer it is given, when it is large enough', async () => {
+    const handle = { type: 'pack', name: hexName() } as const;
+    const data = new Uint8Array(5000).map((_, i) => (i * 7) % 256);
+    await backend.save(handle, data);
+    const into = new Uint8Array(4096).fill(0xee);
+    const got = await backend.load(handle, { offset: 1000, length: 3000 }, into);
+    expect(got.buffer).toBe(into.buffer); // no new buffer
+    expect(got.byteOffset).toBe(0);
+    expect(Buffer.from(got).equals(Buffer.from(data.subarray(1000, 4000)))).toBe(true);
+    expect(into.subarray(3000).every((b) => b === 0xee)).toBe(true); // nothing past the range
+    const small = new Uint8Array(100);
+    const other = await backend.load(handle, { offset: 0, length: 200 }, small);
+    expect(other.buffer).not.toBe(small.buffer);
+    expect(Buffer.from(other).equals(Buffer.from(data.subarray(0, 200)))).toBe(true);
+  });
+
   it('rejects negative or fractional ranges with FORGE_USAGE', async () => {
     const handle = { type: 'index', name: hexName() } as const;
     await backend.save(handle, new Uint8Array(10));

@@ -135,7 +135,7 @@ class LocalBackend implements StorageBackend {
     }
   }
 
-  async load(handle: ObjectHandle, range?: ByteRange): Promise<Uint8Array> {
+  async load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array> {
     checkHandle(handle);
     const file = this.#file(handle);
     // Packs are written once and read in many small ranges (restore, check): keep a few open.
@@ -145,7 +145,7 @@ class LocalBackend implements StorageBackend {
       fd = pack ? await this.#packFd(file) : await openFd(file);
       const { offset, length } = range ?? { offset: 0, length: fd.size };
       checkRange({ offset, length }, fd.size, file);
-      const out = new Uint8Array(length);
+      const out = range && into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
       let done = 0;
       while (done < length) {
         const bytesRead = await readFd(fd.fd, out, done, length - done, offset + done);

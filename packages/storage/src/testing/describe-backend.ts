@@ -123,6 +123,17 @@ export function describeBackend(name: string, factory: () => Promise<BackendFixt
         expectBytes(got, data.subarray(offset, offset + length));
       });
 
+      it('returns exactly the range when given a buffer to read into, used or not', async () => {
+        const into = new Uint8Array(400).fill(0xee);
+        const got = await backend.load(handle, { offset: 100, length: 250 }, into);
+        expectBytes(got, data.subarray(100, 350));
+        if (got.buffer === into.buffer) expect(got.byteOffset).toBe(into.byteOffset);
+        // A buffer too small for the range is not written past its end.
+        const small = new Uint8Array(10);
+        expectBytes(await backend.load(handle, { offset: 0, length: 20 }, small), data.subarray(0, 20));
+        expect(small.length).toBe(10);
+      });
+
       it.each([0, 500, 1000])(
         'returns an empty array for a zero-length range at offset %i',
         async (offset) => {
