@@ -62,6 +62,19 @@ describe('zstd on a kept context', () => {
     }
   });
 
+  it('compresses into a reused buffer when asked, with the same bytes', () => {
+    const a = text(200_000);
+    const b = Buffer.concat([text(50_000), prng(1000, 5)]);
+    const fresh = compress(a, { algorithm: 'zstd' }).data;
+    const ra = compress(a, { algorithm: 'zstd' }, { scratch: true }).data;
+    expect(Buffer.from(ra).equals(Buffer.from(fresh))).toBe(true);
+    const rb = compress(b, { algorithm: 'zstd' }, { scratch: true }).data;
+    expect(rb.buffer).toBe(ra.buffer); // the same buffer again: valid until the next call only
+    expect(Buffer.from(decompress(rb, 'zstd', b.length)).equals(b)).toBe(true);
+    // Without `scratch`, every result has its own buffer.
+    expect(compress(a, { algorithm: 'zstd' }).data.buffer).not.toBe(fresh.buffer);
+  });
+
   it('decompresses straight into a given buffer of the right length, and nowhere else', () => {
     const a = text(300_000);
     const ca = compress(a, { algorithm: 'zstd' }).data;

@@ -92,8 +92,14 @@ export function zstdContextKept(level = 3): boolean {
   return Boolean(zstdEngines.get(level));
 }
 
-/** One frame on the kept context, or undefined where that cannot be done (then: zstdCompressSync). */
-function zstdKept(data: Uint8Array, level: number): Buffer | undefined {
+/** This thread's reusable output buffer for `compress(…, { scratch: true })`. */
+let scratchOut: Buffer | undefined;
+
+/**
+ * One frame on the kept context, or undefined where that cannot be done (then: zstdCompressSync).
+ * With `scratch`, the frame is written into this thread's reusable buffer.
+ */
+function zstdKept(data: Uint8Array, level: number, scratch = false): Buffer | undefined {
   // High levels build contexts of tens of MiB and spend long enough per blob that a fresh
   // context costs nothing in comparison: those are not kept alive between backups.
   if (level > KEEP_MAX_LEVEL) return undefined;
@@ -116,7 +122,12 @@ function zstdKept(data: Uint8Array, level: number): Buffer | undefined {
     }
   }
   if (!e) return undefined;
-  const out = Buffer.allocUnsafeSlow(zstdBound(data.length)); // never a slice of the shared pool
+  const bound = zstdBound(data.length);
+  let out: Buffer;
+  if (scratch) {
+    if (!scratchOut || scratchOut.length < bound) scratchOut = Buffer.allocUnsafeSlow(bound);
+    out = scratchOut.subarray(0, bound);
+  } else out = Buffer.allocUnsafeSlow(bound); // never a slice of the shared pool
   try {
     e.handle.writeSync(constants.ZSTD_e_end, data, 0, data.length, out, 0, out.length);
   } catch {
@@ -136,16 +147,19 @@ function zstdKept(data: Uint8Array, level: number): Buffer | undefined {
 /**
  * Compresses `data`; returns the algorithm actually used. Falls back to `none` when
  * compression does not save at least 1/32 of the size (incompressible data is stored raw).
+ * With `scratch`, zstd output may be written into a buffer this thread reuses: the result is
+ * then only valid until the next such call (for callers that encrypt it at once).
  */
 export function compress(
   data: Uint8Array,
   settings: CompressionSettings,
+  opts: { scratch?: boolean } = {},
 ): { algorithm: CompressionAlgorithm; data: Uint8Array } {
   if (settings.algorithm === 'none' || data.length < MIN_COMPRESS) return { algorithm: 'none', data };
   let out: Uint8Array;
   if (settings.algorithm === 'zstd') {
     const level = settings.level ?? 3;
-    out = zstdKept(data, level) ?? zstdCompressSync(data, { params: zstdParams(level) });
+    out = zstdKept(data, level, opts.scratch) ?? zstdCompressSync(data, { params: zstdParams(level) });
   } else {
     out = loadLz4().compressSync(data);
   }

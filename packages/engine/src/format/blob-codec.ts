@@ -79,7 +79,7 @@ export function sealBlob(
   compression: CompressionSettings,
   inPlace = false,
 ): SealedBlob {
-  const c = compress(blob.data, compression);
+  const c = compress(blob.data, compression, { scratch: true }); // sealed at once
   const id = Buffer.from(blob.id);
   const aad = blobAad(blob.type, c.algorithm, id, blob.data.length);
   const need = c.data.length + SEAL_OVERHEAD;

@@ -187,7 +187,7 @@ export function sealSmallBatch(
     const start = batch.offsets[i]!;
     const data = batch.arena.subarray(start, start + r.size);
     const id = batch.ids.subarray(32 * i, 32 * i + 32);
-    const c = compress(data, compression);
+    const c = compress(data, compression, { scratch: true }); // sealed at once
     const sealed = seal(
       encKey,
       c.data,
