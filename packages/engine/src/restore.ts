@@ -263,14 +263,16 @@ export async function restore(
       if (out) pool.put(out.buffer as ArrayBuffer);
       budget.release(cost);
     };
+    // Read into a pool buffer (a local repository reads into it; others return their own):
+    // fresh buffers for every run made V8 run a full collection every few dozen MiB.
+    const into = pool.get(run.sealedLength);
     try {
-      // Read into a pool buffer (a local repository reads into it; others return their own):
-      // fresh buffers for every run made V8 run a full collection every few dozen MiB.
       const sealed = await repo.backend.load(
         { type: 'pack', name: run.loc.packId },
         { offset: run.loc.offset, length: run.sealedLength },
-        new Uint8Array(pool.get(run.sealedLength)),
+        new Uint8Array(into),
       );
+      if (sealed.buffer !== into) pool.put(into); // the backend used a buffer of its own
       pacer.add(sealed.length);
       const out = new Uint8Array(pool.get(run.rawLength), 0, run.rawLength);
       const opened = await processor.open(sealed, run.blobs, out);
