@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/internal/blob-worker.ts', 'src/internal/prefetch-worker.ts'],
+  entry: ['src/index.ts', 'src/internal/blob-worker.ts'],
   format: ['esm'],
   target: 'node22',
   platform: 'node',

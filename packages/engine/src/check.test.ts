@@ -101,10 +101,11 @@ describe('checkRepository', () => {
     const flaky = new Proxy(backend, {
       get(target, prop) {
         if (prop === 'load')
-          return (h: { type: ObjectType; name: string }, range?: unknown) =>
-            h.name === unreadable && range === undefined
+          // The whole pack (the data read) fails; its header (read from the end) does not.
+          return (h: { type: ObjectType; name: string }, range?: { offset: number }, into?: Uint8Array) =>
+            h.name === unreadable && (range === undefined || range.offset === 0)
               ? Promise.reject(Object.assign(new Error('connection reset'), { code: 'ECONNRESET' }))
-              : target.load(h, range as never);
+              : target.load(h, range as never, into);
         const v = Reflect.get(target, prop, target);
         return typeof v === 'function' ? v.bind(target) : v;
       },

@@ -9,6 +9,7 @@ import {
 } from '@backupforge/common';
 import { parseKeyFile } from './crypto/key-file.ts';
 import { readPackHeader } from './format/pack.ts';
+import { BufferPool } from './internal/buffer-pool.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import type { RunBlob } from './internal/open-run.ts';
 import type { PackVerdict } from './internal/verify-pack.ts';
@@ -326,7 +327,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       if ('percent' in s) return randomInt(0, 1_000_000) < s.percent * 10_000;
       return Number.parseInt(p.slice(0, 8), 16) % s.m === s.n - 1;
     });
-    const read = await readPacks(repo, selected, indexed, opts.signal, (o, counts) => {
+    const read = await readPacks(repo, selected, indexed, packSizes, opts.signal, (o, counts) => {
       if ('loadError' in o) {
         add({
           severity: 'error',
@@ -391,6 +392,7 @@ async function readPacks(
   repo: Repository,
   selected: readonly string[],
   indexed: ReadonlyMap<string, readonly PackedBlob[]>,
+  sizes: ReadonlyMap<string, number>,
   signal: AbortSignal | undefined,
   each: (o: PackOutcome, counts: { readonly packs: number; readonly blobs: number }) => void,
 ): Promise<{ packs: number; blobs: number }> {
@@ -404,6 +406,10 @@ async function readPacks(
   // loading. Outcomes are small and are taken in order; the window of outcomes is wider, so a
   // slow pack at the head does not hold back the loads behind it.
   const holding = new Semaphore(workerCount() + 1);
+  // Packs are read into pooled buffers that come back from the workers (a local repository
+  // reads into them): a fresh 16 MiB buffer per pack left dead ones waiting for a collection.
+  const limit = repo.config.packSize + repo.config.chunker.max + 128 * 1024;
+  const pool = new BufferPool((workerCount() + 1) * BufferPool.capacity(limit));
   const window = 64;
   const start = async (packId: string): Promise<PackOutcome> => {
     const blobs = indexed.get(packId) ?? [];
@@ -412,11 +418,21 @@ async function readPacks(
       if (signal?.aborted)
         return { packId, blobs, loadError: new ForgeError('FORGE_ABORTED', 'check was cancelled') };
       let bytes: Uint8Array;
+      const size = sizes.get(packId);
+      const into = size !== undefined && size <= limit ? pool.get(limit) : undefined;
       try {
-        bytes = await repo.backend.load({ type: 'pack', name: packId });
+        bytes = into
+          ? await repo.backend.load(
+              { type: 'pack', name: packId },
+              { offset: 0, length: size! },
+              new Uint8Array(into),
+            )
+          : await repo.backend.load({ type: 'pack', name: packId });
       } catch (e) {
+        if (into) pool.put(into);
         return { packId, blobs, loadError: toForgeError(e) };
       }
+      if (into && bytes.buffer !== into) pool.put(into); // the backend used a buffer of its own
       const runs: RunBlob[] = blobs.map((b) => ({
         at: b.loc.offset,
         length: b.loc.length,
@@ -425,7 +441,11 @@ async function readPacks(
         compression: b.loc.compression,
         rawLength: b.loc.rawLength,
       }));
-      return { packId, blobs, verdict: await processor.verifyPack(bytes, packId, runs) };
+      const { bytes: back, ...verdict } = await processor.verifyPack(bytes, packId, runs);
+      // Moved to the worker and back, it is a new ArrayBuffer here: pooled again by its size.
+      // (`into` itself is detached by then.)
+      if (into && back.buffer.byteLength === BufferPool.capacity(limit)) pool.put(back.buffer as ArrayBuffer);
+      return { packId, blobs, verdict };
     } finally {
       holding.release();
     }

@@ -125,7 +125,10 @@ function zstdKept(data: Uint8Array, level: number, scratch = false): Buffer | un
   const bound = zstdBound(data.length);
   let out: Buffer;
   if (scratch) {
-    if (!scratchOut || scratchOut.length < bound) scratchOut = Buffer.allocUnsafeSlow(bound);
+    // Grown to a power of two: chunk sizes vary, and growing to each new largest one allocated
+    // (and left to the collector) a buffer every few chunks.
+    if (!scratchOut || scratchOut.length < bound)
+      scratchOut = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(bound)));
     out = scratchOut.subarray(0, bound);
   } else out = Buffer.allocUnsafeSlow(bound); // never a slice of the shared pool
   try {

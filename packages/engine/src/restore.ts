@@ -59,7 +59,7 @@ const RUN_MAX = 4 * 1024 * 1024;
 /** Files of at most one run this size are restored in one call (`RestoreTarget.writeWhole`). */
 const WHOLE_MAX = 1024 * 1024;
 /** Bytes (sealed + plain) of runs in flight: what bounds restore memory. */
-const BUDGET = (Number(process.env.FORGE_RESTORE_BUDGET_MIB) || 48) * 1024 * 1024;
+const BUDGET = (Number(process.env.FORGE_RESTORE_BUDGET_MIB) || 24) * 1024 * 1024;
 /** Errors that make going on pointless. */
 const FATAL = new Set<ForgeErrorCode>([
   'FORGE_NO_SPACE',

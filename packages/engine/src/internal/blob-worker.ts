@@ -131,7 +131,8 @@ function onVerifyPack(t: VerifyPackTask): Reply {
   // Each blob's plaintext (and its decrypted copy) is garbage at once: collect as they go.
   const keys = { encKey: init.encKey, macKey: init.macKey! };
   const verdict = verifyPack(keys, t.bytes, t.name, t.blobs, (n) => pacer.add(n));
-  return { msg: { ...verdict } };
+  // The pack's buffer goes back with the verdict, for the next pack.
+  return { msg: { ...verdict, bytes: t.bytes }, transfer: [t.bytes.buffer as ArrayBuffer] };
 }
 
 /** Batches read and waiting for their seal message; arenas of sealed batches, for reuse. */

@@ -10,7 +10,11 @@ import { blobId } from '../crypto/master-key.ts';
 import { DirectFile, giveAligned, takeAligned } from './direct-read.ts';
 import { openRegularFile, type ReadFailure, readFailure } from './small-files.ts';
 
-const READ_SIZE = 8 * 1024 * 1024;
+/**
+ * Bytes read per step (and read ahead). 4 MiB rather than 8: ~9 MiB less peak memory in a
+ * half-size first backup (295–312 vs 309–321 MiB, 4 rounds each), time within the noise.
+ */
+const READ_SIZE = 4 * 1024 * 1024;
 
 /** What one step gives back: the chunks asked for last time, then the next segment. */
 export interface LaneStep {
@@ -27,6 +31,9 @@ export interface LaneStep {
   /** Reading failed (the chunks handed over above are still valid and must be stored). */
   readonly failure?: ReadFailure;
 }
+
+/** A finished lane's segment buffer, for the next lane on this thread (one is kept). */
+let spareBuf: Buffer | undefined;
 
 /** One file being chunked on this thread. */
 export class FileLane {
@@ -58,7 +65,11 @@ export class FileLane {
     this.#direct = direct;
     this.#chunker = createChunker(params);
     this.#macKey = macKey;
-    this.#buf = Buffer.allocUnsafe(params.max + READ_SIZE);
+    // Reused from the thread's last lane: a fresh 12 MiB per file stayed until a collection.
+    const size = params.max + READ_SIZE;
+    const kept = spareBuf?.length === size ? spareBuf : undefined;
+    if (kept) spareBuf = undefined;
+    this.#buf = kept ?? Buffer.allocUnsafeSlow(size);
   }
 
   /**
@@ -195,6 +206,7 @@ export class FileLane {
       this.#file?.close();
       giveAligned(this.#ahead);
     }
+    spareBuf ??= this.#buf;
     this.#file = undefined;
   }
 }

@@ -94,9 +94,10 @@ export interface BlobProcessor {
   readSmall(files: SmallFileRequest[]): Promise<SmallBatchHandle>;
   /**
    * Verifies a whole pack read from storage (`check --read-data`): its hash against `name` and
-   * every blob in `blobs`. `bytes` may be transferred away. Needs `macKey`.
+   * every blob in `blobs`. `bytes` may be transferred away: it comes back in the result, for
+   * reuse. Needs `macKey`.
    */
-  verifyPack(bytes: Uint8Array, name: string, blobs: RunBlob[]): Promise<PackVerdict>;
+  verifyPack(bytes: Uint8Array, name: string, blobs: RunBlob[]): Promise<PackVerdict & { bytes: Uint8Array }>;
   /**
    * Chunks a large local file on a worker thread (only when there are worker threads): lets a
    * second file be chunked while this thread chunks another; new chunks come back to be sealed
@@ -139,7 +140,7 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
       return openAndWrite(keys, sealed, blobs, rawLength, files, writer);
     },
     async verifyPack(bytes, name, blobs) {
-      return verifyPack({ encKey: opts.encKey, macKey: needMacKey(opts) }, bytes, name, blobs);
+      return { ...verifyPack({ encKey: opts.encKey, macKey: needMacKey(opts) }, bytes, name, blobs), bytes };
     },
     async readSmall(files) {
       const batch = readSmallBatch(needMacKey(opts), files);
@@ -210,7 +211,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   if (!found) return createInlineProcessor(opts);
   const url: URL = found;
   const fromSource = url.pathname.endsWith('.ts');
-  type Slot = { w: Worker; busy: number; pending: Map<number, Pending> };
+  type Slot = { w: Worker; busy: number; lanes: number; pending: Map<number, Pending> };
   const workers: Slot[] = [];
   let seq = 0;
   let failed: Error | undefined;
@@ -221,7 +222,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
         ? ['--conditions=@backupforge/source', '--disable-warning=ExperimentalWarning']
         : [],
     });
-    const slot: Slot = { w, busy: 0, pending: new Map<number, Pending>() };
+    const slot: Slot = { w, busy: 0, lanes: 0, pending: new Map<number, Pending>() };
     w.on('message', (m: { seq: number; error?: string }) => {
       const p = slot.pending.get(m.seq);
       if (!p) return;
@@ -267,7 +268,12 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   return {
     openLane(path, params, direct = false) {
       needMacKey(opts);
-      const slot = leastBusy();
+      // On a worker with the fewest lanes open: a lane holds ~28 MiB of buffers (kept for the
+      // worker's next lane), so two lanes on one worker cost a third and fourth set.
+      let slot = leastBusy();
+      for (const s of workers) if (s.lanes < slot.lanes) slot = s;
+      slot.lanes++;
+      let closed = false;
       const lane = ++batches;
       let first = true;
       return {
@@ -278,6 +284,8 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
           return post<LaneStep>(msg, spare ? [spare.buffer as ArrayBuffer] : [], slot);
         },
         async close() {
+          if (!closed) slot.lanes--;
+          closed = true;
           await post({ kind: 'laneClose', lane }, [], slot);
         },
       };
@@ -336,7 +344,10 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
     },
     async verifyPack(bytes, name, blobs) {
       needMacKey(opts);
-      return post<PackVerdict>({ kind: 'verifyPack', bytes, name, blobs }, transferable(bytes));
+      return post<PackVerdict & { bytes: Uint8Array }>(
+        { kind: 'verifyPack', bytes, name, blobs },
+        transferable(bytes),
+      );
     },
     async openAndWrite(sealed, blobs, rawLength, files, writer) {
       needMacKey(opts);

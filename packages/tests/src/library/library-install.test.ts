@@ -256,14 +256,10 @@ describe('the packages installed from tarballs into another Node project', () =>
     expect(out).toMatchObject({ ok: false, code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
   });
 
-  it('the installed packages ship their worker modules (blob workers, read-ahead, walk)', () => {
+  it('the installed packages ship their worker modules (blob workers, walk)', () => {
     // Each is found next to the code that starts it; without one, the work would silently fall
-    // back to the main thread (or not be done ahead).
-    for (const file of [
-      'engine/dist/internal/blob-worker.js',
-      'engine/dist/internal/prefetch-worker.js',
-      'agent-fs/dist/walk-worker.js',
-    ]) {
+    // back to the main thread.
+    for (const file of ['engine/dist/internal/blob-worker.js', 'agent-fs/dist/walk-worker.js']) {
       const path = join(project, 'node_modules', '@backupforge', ...file.split('/'));
       expect(existsSync(path), path).toBe(true);
     }
