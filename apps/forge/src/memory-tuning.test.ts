@@ -30,7 +30,6 @@ describe('reexecPlan', () => {
       PATH: '/usr/bin',
       FORGE_PASSWORD: 'pw',
       MALLOC_ARENA_MAX: '2',
-      MALLOC_MMAP_THRESHOLD_: '4194304',
       [TUNED_ENV]: '1',
     });
   });
