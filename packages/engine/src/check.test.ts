@@ -58,6 +58,46 @@ describe('checkRepository', () => {
     expect(r.stats.blobsRead).toBeGreaterThan(8);
   });
 
+  it('--read-data reads the packs into a few buffers that it reuses', async () => {
+    const backend = await setup();
+    // A backend that reads into the buffer it is given (as the local one does), recording them.
+    const buffers: ArrayBufferLike[] = [];
+    const reusing = new Proxy(backend, {
+      get(target, prop) {
+        if (prop === 'load')
+          return async (
+            h: { type: ObjectType; name: string },
+            range?: { offset: number; length: number },
+            into?: Uint8Array,
+          ) => {
+            const bytes = await target.load(h, range as never);
+            if (!into) return bytes; // the structure check's header reads
+            buffers.push(into.buffer);
+            into.set(bytes);
+            return into.subarray(0, bytes.length);
+          };
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    // On this thread (FORGE_WORKERS=0) a reused buffer is the same object; a buffer that went to
+    // a worker and back is a new one each time, whatever the memory under it.
+    const saved = process.env.FORGE_WORKERS;
+    process.env.FORGE_WORKERS = '0';
+    let r: Awaited<ReturnType<typeof checkRepository>>;
+    try {
+      r = await checkRepository(await Repository.open(reusing, { password: 'pw' }), { readData: true });
+    } finally {
+      if (saved === undefined) delete process.env.FORGE_WORKERS;
+      else process.env.FORGE_WORKERS = saved;
+    }
+    expect(r.findings).toEqual([]);
+    expect(buffers.length).toBe(r.stats.packsRead);
+    expect(buffers.length).toBeGreaterThan(2);
+    // One per pack held at once (one per worker, one loading: here just one), used again and again.
+    expect(new Set(buffers).size).toBe(1);
+  });
+
   it('a flipped bit inside a blob is found by --read-data only, and named', async () => {
     const backend = await setup();
     const p = await dataPack(backend);
