@@ -99,7 +99,9 @@ process.exitCode = 7;`,
       );
       expect(t.status).toBe(7);
       const seen = JSON.parse(t.stdout);
-      expect(seen).toMatchObject({ tuned: '1', arenas: '2', argv: ['check', '--read-data'] });
+      // Re-executed (the flag and the arena setting), and the marker not passed on to children.
+      expect(seen).toMatchObject({ arenas: '2', argv: ['check', '--read-data'] });
+      expect(seen.tuned).toBeUndefined();
       expect(seen.execArgv).toContain('--max-semi-space-size=2');
       expect(t.stderr).toBe('');
     } finally {

@@ -80,7 +80,12 @@ export function tuneMemory(): void {
     platform: process.platform,
     canExec: typeof execve === 'function',
   });
-  if (!plan || !execve) return;
+  if (!plan || !execve) {
+    // Re-executed: the marker is not passed on, so that a forge started by this one (a job's
+    // hook, say) tunes itself too. A user's FORGE_MEMORY_TUNED=0 stays.
+    if (process.env[TUNED_ENV] === '1') delete process.env[TUNED_ENV];
+    return;
+  }
   try {
     execve.call(process, process.execPath, plan.args, plan.env);
   } catch {
