@@ -15,6 +15,7 @@ import type { RunBlob } from './internal/open-run.ts';
 import type { PackVerdict } from './internal/verify-pack.ts';
 import { createBlobProcessor, workerCount } from './internal/worker-pool.ts';
 import { blobsByPack, type IndexFile, type PackedBlob } from './master-index.ts';
+import { packBufferBytes } from './pack-writer.ts';
 import type { Repository } from './repository.ts';
 
 export interface CheckOptions {
@@ -408,7 +409,7 @@ async function readPacks(
   const holding = new Semaphore(workerCount() + 1);
   // Packs are read into pooled buffers that come back from the workers (a local repository
   // reads into them): a fresh 16 MiB buffer per pack left dead ones waiting for a collection.
-  const limit = repo.config.packSize + repo.config.chunker.max + 128 * 1024;
+  const limit = packBufferBytes(repo.config);
   const pool = new BufferPool((workerCount() + 1) * BufferPool.capacity(limit));
   const window = 64;
   const start = async (packId: string): Promise<PackOutcome> => {

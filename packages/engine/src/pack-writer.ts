@@ -19,6 +19,11 @@ const MAX_UPLOADS = 1;
  */
 const PACK_SLACK = 128 * 1024;
 
+/** The size of a data pack buffer: the largest pack the writer builds in one (all but huge trees). */
+export function packBufferBytes(config: { packSize: number; chunker: { max: number } }): number {
+  return config.packSize + config.chunker.max + PACK_SLACK;
+}
+
 /**
  * Names a finished pack (the SHA-256 of its bytes) somewhere else, a worker thread say. `bytes`
  * may be transferred away: use the view that comes back.
@@ -89,10 +94,7 @@ export class PackWriter {
   }
 
   #takeBuffer(): Uint8Array {
-    return (
-      this.#freeBuffers.pop() ??
-      new Uint8Array(this.#repo.config.packSize + this.#repo.config.chunker.max + PACK_SLACK)
-    );
+    return this.#freeBuffers.pop() ?? new Uint8Array(packBufferBytes(this.#repo.config));
   }
 
   /** Copies the blob into the current pack; `blob.sealed` may be reused once this resolves. */
