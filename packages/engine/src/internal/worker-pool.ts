@@ -268,8 +268,9 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   return {
     openLane(path, params, direct = false) {
       needMacKey(opts);
-      // On a worker with the fewest lanes open: a lane holds ~28 MiB of buffers (kept for the
-      // worker's next lane), so two lanes on one worker cost a third and fourth set.
+      // On a worker with the fewest lanes open: a lane holds ~16 MiB of buffers (its segment
+      // buffer, read-ahead and hand-over, kept for the worker's next lane), so two lanes on one
+      // worker would cost a second set there.
       let slot = leastBusy();
       for (const s of workers) if (s.lanes < slot.lanes) slot = s;
       slot.lanes++;
