@@ -194,6 +194,35 @@ describe('copySnapshots', () => {
     });
   }
 
+  for (const chunking of ['same', 'rechunk'] as const) {
+    it(`stores blobs in walk order, however the workers finish them (${chunking} chunker)`, async () => {
+      const { src, dst } = await pair(chunking);
+      // Small files of varied sizes and compressibility in several directories: the workers seal
+      // them in varied times; the destination must still hold them back to back in walk order,
+      // which is how a restore reads small files (one read per stretch of a pack).
+      const fs: Record<string, MemFile> = {};
+      for (let i = 0; i < 90; i++) {
+        const n = 500 + ((i * 7919) % 40_000);
+        fs[`/t/d${i % 3}/s${Math.floor(i / 9)}/f${String(i).padStart(2, '0')}`] = {
+          data: i % 2 ? prng(n, i) : text(n),
+        };
+      }
+      await backup(src.repo, memSource(fs), { workers: 0, host: 'h1' });
+      const res = await copySnapshots(src.repo, dst.repo, { workers: 2 });
+      expect(res.dataBlobs).toBe(90);
+      const copy = (await dst.repo.listSnapshots())[0]!;
+      const order: string[] = [];
+      for await (const { node } of walkSnapshot(dst.repo, copy))
+        if (node.type === 'file') order.push(...(node.content ?? []));
+      expect(order).toHaveLength(90);
+      const locs = order.map((id) => dst.repo.index.lookup(id)!);
+      const packs = [...new Set(locs.map((l) => l.packId))];
+      const pos = locs.map((l) => [packs.indexOf(l.packId), l.offset] as const);
+      const sorted = [...pos].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      expect(pos).toEqual(sorted);
+    });
+  }
+
   it('within one run, data shared by several snapshots is read once', async () => {
     const { src, dst } = await pair('rechunk');
     await backup(src.repo, memSource(files()), { workers: 0, host: 'h1' });

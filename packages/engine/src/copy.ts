@@ -10,10 +10,12 @@ import {
 } from '@backupforge/common';
 import { type Chunker, createChunker } from './chunker/index.ts';
 import { blobId } from './crypto/master-key.ts';
-import { type BlobType, type SealedBlob, sealBlob } from './format/blob-codec.ts';
+import type { BlobType, SealedBlob } from './format/blob-codec.ts';
 import type { ChunkerConfig } from './format/config.ts';
 import { encodeTree, type TreeNode } from './format/tree.ts';
-import { mapLimit, Semaphore } from './internal/concurrency.ts';
+import { Semaphore } from './internal/concurrency.ts';
+import { InOrder } from './internal/in-order.ts';
+import { type BlobProcessor, createBlobProcessor } from './internal/worker-pool.ts';
 import { RepositoryLock } from './lock.ts';
 import { PackWriter } from './pack-writer.ts';
 import type { Repository } from './repository.ts';
@@ -30,6 +32,8 @@ export interface CopyOptions {
   readonly noSourceLock?: boolean;
   readonly reporter?: Reporter;
   readonly signal?: AbortSignal;
+  /** Worker threads that hash, compress and encrypt for the destination (default as for backup; 0 = this thread). */
+  readonly workers?: number;
 }
 
 /**
@@ -73,14 +77,18 @@ export interface CopyResult {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 /** Data blobs loaded from the source at the same time. */
-const LOADS = 8;
-/** Files mapped at the same time within one directory. */
-const FILES = 4;
+const LOADS = 16;
+/** Files the walk has started copying and that are not stored yet, at most. */
+const QUEUED_FILES = 256;
 /** Files re-chunked at the same time (each holds a carry buffer of max chunk + slice). */
 const RECHUNKS = 2;
 /** Blobs loaded ahead of the re-chunker. */
 const PREFETCH = 4;
 const SLICE = 4 * 1024 * 1024;
+/** Blobs smaller than this are hashed on this thread, larger ones on the workers. */
+const HASH_HERE = 64 * 1024;
+/** Bytes of re-cut chunks being hashed and sealed on the workers at once (per copy). */
+const SEALING = 16 * 1024 * 1024;
 
 type CopySnapshot = Snapshot & { readonly original?: SnapshotId };
 
@@ -161,6 +169,7 @@ export async function copySnapshots(
   const dry = opts.dryRun ?? false;
   let srcLock: RepositoryLock | undefined;
   let dstLock: RepositoryLock | undefined;
+  let processor: BlobProcessor | undefined;
   try {
     if (!dry && !opts.noSourceLock) srcLock = await RepositoryLock.acquire(src.backend, { exclusive: false });
     if (!dry) dstLock = await RepositoryLock.acquire(dst.backend, { exclusive: false });
@@ -171,7 +180,15 @@ export async function copySnapshots(
     const chunking: CopyChunking = sameChunkerParams(src.config.chunker, dst.config.chunker)
       ? 'same'
       : 'rechunk';
-    const run = new CopyRun(src, dst, chunking, dry, reporter, opts.signal);
+    // The destination's hashing, compression and encryption run on worker threads; this thread
+    // reads and opens the source's blobs (and re-cuts them when the chunkers differ).
+    processor = createBlobProcessor({
+      encKey: dst.keys.encKey,
+      macKey: dst.keys.macKey,
+      compression: dst.config.compression,
+      ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+    });
+    const run = new CopyRun(src, dst, chunking, dry, processor, reporter, opts.signal);
     reporter({ type: 'start', phase: 'copy' });
 
     /** Persistent id → destination snapshot carrying it (as `original`, or as its own id). */
@@ -260,6 +277,7 @@ export async function copySnapshots(
       bytesRead: run.bytesRead,
     };
   } finally {
+    await processor?.close();
     await dstLock?.release().catch(() => {});
     await srcLock?.release().catch(() => {});
   }
@@ -283,9 +301,9 @@ class Sink {
   readonly #claimed = new Set<string>();
   readonly #dryStats = { blobs: { data: 0, tree: 0 }, rawBytes: 0, packedBytes: 0 };
 
-  constructor(repo: Repository, dry: boolean) {
+  constructor(repo: Repository, dry: boolean, processor: BlobProcessor) {
     this.#repo = repo;
-    this.#writer = dry ? undefined : new PackWriter(repo);
+    this.#writer = dry ? undefined : new PackWriter(repo, { hashPack: (bytes) => processor.hashPack(bytes) });
   }
 
   get stats(): { blobs: Record<BlobType, number>; rawBytes: number; packedBytes: number } {
@@ -323,9 +341,16 @@ class CopyRun {
   readonly #reporter: Reporter;
   readonly #signal: AbortSignal | undefined;
   readonly #sink: Sink;
+  readonly #processor: BlobProcessor;
   readonly #loads = new Semaphore(LOADS);
   readonly #rechunks = new Semaphore(RECHUNKS);
-  readonly #chunkers: Chunker[] = [];
+  readonly #sealing = new Semaphore(SEALING);
+  readonly #queued = new Semaphore(QUEUED_FILES);
+  readonly #order: InOrder<SealedBlob>;
+  /** The first failure of a file being copied behind the walk: stops the walk. */
+  #failure: unknown;
+  /** Chunkers and their carry buffers, reused from file to file (a fresh 12 MiB buffer per file made V8 collect nonstop). */
+  readonly #chunkers: { chunker: Chunker; buf: Buffer }[] = [];
   /** Source id → destination id, for tree and data blobs (`same` chunking). */
   readonly #trees = new Map<string, string>();
   readonly #data = new Map<string, string>();
@@ -345,15 +370,18 @@ class CopyRun {
     dst: Repository,
     chunking: CopyChunking,
     dry: boolean,
+    processor: BlobProcessor,
     reporter: Reporter,
     signal: AbortSignal | undefined,
   ) {
     this.#src = src;
     this.#dst = dst;
     this.#chunking = chunking;
+    this.#processor = processor;
     this.#reporter = reporter;
     this.#signal = signal;
-    this.#sink = new Sink(dst, dry);
+    this.#sink = new Sink(dst, dry, processor);
+    this.#order = new InOrder<SealedBlob>((blob) => this.#sink.add(blob));
   }
 
   get stats(): Sink['stats'] {
@@ -443,61 +471,125 @@ class CopyRun {
 
   /** Copies a source tree (and everything below it) into the destination; returns its new id. */
   async copyTree(srcTree: string, path: string): Promise<string> {
-    this.#checkAbort();
-    const hit = this.#trees.get(srcTree);
-    if (hit !== undefined && this.#sink.has(hit, 'tree')) return hit;
-    const nodes = [...(await this.#src.loadTree(srcTree)).nodes];
-    const files: number[] = [];
-    nodes.forEach((n, i) => {
-      if (n.type === 'file') files.push(i);
-    });
-    await mapLimit(files, FILES, async (i) => {
-      const n = nodes[i]!;
-      const where = `${path}/${n.name}`;
-      const content = await this.#mapFile(n.content ?? [], where);
-      nodes[i] = { ...n, content };
-      this.#filesDone++;
-      this.#bytesDone += n.size ?? 0;
-      this.#path = where;
-      this.progress();
-    });
-    for (const [i, n] of nodes.entries()) {
-      if (n.type === 'dir' && n.subtree)
-        nodes[i] = { ...n, subtree: await this.copyTree(n.subtree, `${path}/${n.name}`) };
-    }
-    const id = await this.#store('tree', encodeTree({ nodes }));
-    this.#trees.set(srcTree, id);
-    return id;
+    const { done } = await this.#queueTree(srcTree, path);
+    return done;
   }
 
-  async #mapFile(content: readonly string[], where: string): Promise<string[]> {
-    try {
-      if (this.#chunking === 'same') return await mapLimit(content, LOADS, (id) => this.#mapBlob(id));
-      return [...(await this.#rechunkFile(content))];
-    } catch (e) {
+  /**
+   * Walks a source tree depth-first, in order, and starts copying each file as it goes, without
+   * waiting for them (at most QUEUED_FILES wait at once): the blobs are loaded and stored in the
+   * order a backup stores them, so small files stay together in the destination's packs, and the
+   * workers never wait for a directory to finish. `done` resolves with the tree's new id once
+   * everything below it is stored.
+   */
+  async #queueTree(srcTree: string, path: string): Promise<{ done: Promise<string> }> {
+    this.#checkAbort();
+    if (this.#failure) throw this.#failure;
+    const hit = this.#trees.get(srcTree);
+    if (hit !== undefined && this.#sink.has(hit, 'tree')) return { done: Promise.resolve(hit) };
+    const nodes = [...(await this.#src.loadTree(srcTree)).nodes];
+    const work: Promise<void>[] = [];
+    const watch = (p: Promise<void>) => {
+      p.catch((e: unknown) => {
+        this.#failure ??= e;
+      });
+      work.push(p);
+    };
+    for (const [i, n] of nodes.entries()) {
+      if (n.type === 'file') {
+        await this.#queued.acquire();
+        if (this.#failure) {
+          this.#queued.release();
+          throw this.#failure;
+        }
+        const where = `${path}/${n.name}`;
+        const file = await this.#startFile(n.content ?? [], where);
+        watch(
+          file.done
+            .then((content) => {
+              nodes[i] = { ...n, content };
+              this.#filesDone++;
+              this.#bytesDone += n.size ?? 0;
+              this.#path = where;
+              this.progress();
+            })
+            .finally(() => this.#queued.release()),
+        );
+      } else if (n.type === 'dir' && n.subtree) {
+        const sub = await this.#queueTree(n.subtree, `${path}/${n.name}`);
+        watch(
+          sub.done.then((subtree) => {
+            nodes[i] = { ...n, subtree };
+          }),
+        );
+      }
+    }
+    const done = Promise.all(work).then(async () => {
+      const id = await this.#store('tree', encodeTree({ nodes }));
+      this.#trees.set(srcTree, id);
+      return id;
+    });
+    done.catch(() => {});
+    return { done };
+  }
+
+  /**
+   * Starts copying a file. With the same chunker its blobs are started here, in order, each once
+   * a load slot is free (so the walk waits here when the workers are busy); re-cut files start
+   * whole. Resolves, once started, to the promise of the file's new content.
+   */
+  async #startFile(content: readonly string[], where: string): Promise<{ done: Promise<string[]> }> {
+    let done: Promise<string[]>;
+    if (this.#chunking === 'same') {
+      const blobs: Promise<string>[] = [];
+      for (const id of content) blobs.push((await this.#startBlob(id)).done);
+      done = Promise.all(blobs);
+    } else if (this.#wholeChunk(content)) {
+      // Re-cut, a file no larger than the smallest chunk is one chunk: its blob as it is.
+      const known = this.#files.get(contentKey(content));
+      if (known?.every((id) => this.#sink.has(id, 'data'))) done = Promise.resolve([...known]);
+      else done = (await this.#startBlob(content[0]!)).done.then((id) => [id]);
+    } else done = this.#rechunkFile(content).then((ids) => [...ids]);
+    const named = done.catch((e: unknown) => {
       const fe = toForgeError(e);
       if (fe.code === 'FORGE_ABORTED' || fe.code === 'FORGE_INTERNAL') throw fe;
       throw new ForgeError(fe.code, `cannot copy ${where}: ${fe.message}`, {
         cause: e,
         ...(fe.hint ? { hint: fe.hint } : {}),
       });
-    }
+    });
+    named.catch(() => {});
+    return { done: named };
   }
 
-  #mapBlob(srcId: string): Promise<string> {
+  /** Whether a file's content is one non-empty source blob no larger than the destination's smallest chunk. */
+  #wholeChunk(content: readonly string[]): boolean {
+    if (content.length !== 1) return false;
+    const loc = this.#src.index.lookup(content[0]!);
+    return loc !== undefined && loc.rawLength > 0 && loc.rawLength <= this.#dst.config.chunker.min;
+  }
+
+  /** Starts copying one data blob once a load slot is free (a blob already copied or on its way is not copied again). */
+  async #startBlob(srcId: string): Promise<{ done: Promise<string> }> {
     const known = this.#data.get(srcId);
-    if (known !== undefined && this.#sink.has(known, 'data')) return Promise.resolve(known);
-    let p = this.#inflight.get(srcId);
-    if (!p) {
-      // The slot is held until the blob is stored: at most LOADS plaintexts are in memory.
-      p = this.#limited(async () => {
-        const hex = await this.#store('data', await this.#load(srcId));
+    if (known !== undefined && this.#sink.has(known, 'data')) return { done: Promise.resolve(known) };
+    const inflight = this.#inflight.get(srcId);
+    if (inflight) return { done: inflight };
+    // The slot is held until the blob is stored: at most LOADS plaintexts are in memory.
+    await this.#loads.acquire();
+    const turn = this.#order.take();
+    const p = this.#store('data', this.#load(srcId), turn)
+      .then((hex) => {
         this.#data.set(srcId, hex);
         return hex;
-      }).finally(() => this.#inflight.delete(srcId));
-      this.#inflight.set(srcId, p);
-    }
-    return p;
+      })
+      .finally(() => {
+        this.#loads.release();
+        this.#inflight.delete(srcId);
+      });
+    p.catch(() => {});
+    this.#inflight.set(srcId, p);
+    return { done: p };
   }
 
   async #limited<T>(fn: () => Promise<T>): Promise<T> {
@@ -542,10 +634,12 @@ class CopyRun {
   /** Streams a file's plaintext (its source blobs in order) through the destination's chunker. */
   async #rechunk(content: readonly string[]): Promise<string[]> {
     const cfg = this.#dst.config.chunker;
-    const chunker = this.#chunkers.pop() ?? createChunker(cfg, Buffer.from(cfg.seed, 'hex'));
+    const kept = this.#chunkers.pop();
+    const chunker = kept?.chunker ?? createChunker(cfg, Buffer.from(cfg.seed, 'hex'));
+    const buf = kept?.buf ?? Buffer.allocUnsafe(cfg.max + SLICE);
     chunker.reset();
-    const buf = Buffer.allocUnsafe(cfg.max + SLICE);
-    const ids: string[] = [];
+    // Chunks are hashed and sealed on the workers while the next ones are cut; ids stay in order.
+    const ids: Promise<string>[] = [];
     const ahead: Promise<Uint8Array>[] = [];
     let next = 0;
     const fetch = () => {
@@ -562,7 +656,12 @@ class CopyRun {
       for (;;) {
         const cut = chunker.cut(buf, start, end, eof);
         if (cut < 0) break;
-        ids.push(await this.#store('data', Buffer.from(buf.subarray(start, cut))));
+        const cost = Math.min(SEALING, cut - start);
+        await this.#sealing.acquire(cost);
+        const chunk = Buffer.from(buf.subarray(start, cut));
+        const p = this.#store('data', chunk, this.#order.take()).finally(() => this.#sealing.release(cost));
+        p.catch(() => {});
+        ids.push(p);
         start = cut;
       }
       if (start > 0) {
@@ -585,22 +684,43 @@ class CopyRun {
         }
       }
       await drain(true);
-      this.#chunkers.push(chunker);
-      return ids;
+      const stored = await Promise.all(ids);
+      this.#chunkers.push({ chunker, buf });
+      return stored;
     } finally {
-      await Promise.allSettled(ahead);
+      await Promise.allSettled([...ahead, ...ids]);
     }
   }
 
-  /** Stores a blob in the destination unless it is there already; returns its destination id. */
-  async #store(type: BlobType, plain: Uint8Array): Promise<string> {
-    const id = blobId(this.#dst.keys.macKey, plain);
-    const hex = id.toString('hex');
-    if (this.#sink.claim(hex, type))
-      await this.#sink.add(
-        sealBlob(this.#dst.keys.encKey, { id, type, data: plain }, this.#dst.config.compression),
+  /**
+   * Stores a blob in the destination unless it is there already; returns its destination id.
+   * The id is computed, and a new blob sealed, on a worker: `plain` may be moved there. Blobs
+   * go into packs in the order of their `turn` (taken where the walk reached them).
+   */
+  async #store(
+    type: BlobType,
+    plain: Uint8Array | Promise<Uint8Array>,
+    turn = this.#order.take(),
+  ): Promise<string> {
+    let sealed: SealedBlob | undefined;
+    try {
+      const data = await plain;
+      if (data.length < HASH_HERE) {
+        // A small blob: hashing it here costs less than a worker round trip.
+        const id = blobId(this.#dst.keys.macKey, data);
+        const hex = id.toString('hex');
+        if (this.#sink.claim(hex, type)) sealed = await this.#processor.seal(id, type, data);
+        return hex;
+      }
+      const r = await this.#processor.hashAndSeal(type, data, (id) =>
+        this.#sink.claim(id.toString('hex'), type),
       );
-    return hex;
+      sealed = r.sealed;
+      return r.id.toString('hex');
+    } finally {
+      // Every turn is taken up, stored or not, so that later blobs are never held back.
+      await this.#order.done(turn, sealed);
+    }
   }
 }
 

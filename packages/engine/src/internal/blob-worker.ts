@@ -1,7 +1,7 @@
 // Worker thread: compresses and encrypts blobs (backup), or decrypts, decompresses and verifies
 // runs of blobs (restore; small files are written here too), off the main thread. Loaded by worker-pool.ts.
 // Runs from dist (compiled) or from src (Node >= 22.18 strips the types).
-import { parentPort, workerData } from 'node:worker_threads';
+import { isMarkedAsUntransferable, parentPort, workerData } from 'node:worker_threads';
 import type { ChunkerParams } from '../chunker/index.ts';
 import type { CompressionSettings } from '../compression.ts';
 import { blobId } from '../crypto/master-key.ts';
@@ -160,9 +160,21 @@ function onSeal(t: SealTask): Reply {
   // main thread then returns to its pool.
   const s = sealBlob(init.encKey, { id: t.id, type: t.type, data: t.data }, init.compression, true);
   pacer.add(t.data.length);
-  const transfer = [s.sealed.buffer as ArrayBuffer];
-  if (s.sealed.buffer !== t.data.buffer) transfer.push(t.data.buffer as ArrayBuffer);
+  const transfer = movable(s.sealed, t.data);
   return { msg: { sealed: s.sealed, compression: s.compression, rawLength: s.rawLength }, transfer };
+}
+
+/**
+ * The buffers of `views` that can move with a reply, each once. A small blob's sealed bytes may
+ * sit in Node's shared Buffer pool, which cannot move: those are copied into the reply.
+ */
+function movable(...views: Uint8Array[]): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  for (const v of views) {
+    const b = v.buffer as ArrayBuffer;
+    if (!isMarkedAsUntransferable(b) && !out.includes(b)) out.push(b);
+  }
+  return out;
 }
 
 /** Names a finished pack; its buffer goes back with the name. */
@@ -184,7 +196,7 @@ function onHeld(t: HeldTask): Reply {
   const data = held.get(t.held);
   held.delete(t.held);
   if (!data) throw new Error(`held chunk ${t.held} is unknown`);
-  if (!t.seal) return { msg: { data }, transfer: [data.buffer as ArrayBuffer] };
+  if (!t.seal) return { msg: { data }, transfer: movable(data) };
   return onSeal({ seq: t.seq, data, id: t.id, type: t.type });
 }
 

@@ -85,4 +85,27 @@ describe('createBlobProcessor', () => {
       }
     }
   });
+
+  it("seals blobs small enough to come back in Node's shared Buffer pool (copied back, not moved)", async () => {
+    const processor = createBlobProcessor({
+      ...KEYS,
+      compression: { algorithm: 'zstd', level: 3 },
+      workers: 2,
+    });
+    try {
+      for (const text of ['hello\n', 'a small tree blob', 'x'.repeat(900)]) {
+        // A buffer of its own with no room to seal in place: the sealed bytes are allocated there.
+        const own = () => new Uint8Array(Buffer.from(text));
+        const data = own();
+        const id = blobId(KEYS.macKey, data);
+        const sealed = await processor.seal(id, 'tree', own());
+        expect(Buffer.from(openBlob(KEYS, id, sealed, sealed.sealed)).equals(data)).toBe(true);
+        const h = await processor.hashAndSeal('tree', own(), () => true);
+        expect(h.id.equals(id)).toBe(true);
+        expect(Buffer.from(openBlob(KEYS, id, h.sealed!, h.sealed!.sealed)).equals(data)).toBe(true);
+      }
+    } finally {
+      await processor.close();
+    }
+  });
 });
