@@ -14,6 +14,7 @@ import type { BlobType, SealedBlob } from './format/blob-codec.ts';
 import type { ChunkerConfig } from './format/config.ts';
 import { encodeTree, type TreeNode } from './format/tree.ts';
 import { Semaphore } from './internal/concurrency.ts';
+import { GcPacer } from './internal/gc.ts';
 import { InOrder } from './internal/in-order.ts';
 import { type BlobProcessor, createBlobProcessor } from './internal/worker-pool.ts';
 import { RepositoryLock } from './lock.ts';
@@ -346,6 +347,11 @@ class CopyRun {
   readonly #rechunks = new Semaphore(RECHUNKS);
   readonly #sealing = new Semaphore(SEALING);
   readonly #queued = new Semaphore(QUEUED_FILES);
+  /**
+   * Each source blob arrives in fresh buffers (read, decrypted, decompressed) that V8 collects
+   * late: a full collection every 64 MiB read. Half-size copy: 286–314 → 270–278 MiB, ~4% slower.
+   */
+  readonly #gc = new GcPacer(64 * 1024 * 1024);
   readonly #order: InOrder<SealedBlob>;
   /** The first failure of a file being copied behind the walk: stops the walk. */
   #failure: unknown;
@@ -606,6 +612,7 @@ class CopyRun {
     const plain = await this.#src.loadBlob('data', srcId);
     this.blobsRead++;
     this.bytesRead += plain.length;
+    this.#gc.add(plain.length);
     return plain;
   }
 
