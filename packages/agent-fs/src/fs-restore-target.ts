@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, fchmod, fchown, futimes } from 'node:fs';
 import {
   chmod,
   type FileHandle,
@@ -30,6 +30,7 @@ import {
   toForgeError,
 } from '@backupforge/common';
 import { splitDeviceNumber } from './internal/device-number.ts';
+import { DIRECT_WRITE_MIN, DirectFileWriter } from './internal/direct-file-writer.ts';
 import { openFileReader } from './internal/file-content-reader.ts';
 import { checkComponents, checkEntryPath } from './internal/restore-path.ts';
 import { nsToUtimeSeconds } from './internal/utime-seconds.ts';
@@ -37,6 +38,9 @@ import { isAllZero } from './internal/zero-bytes.ts';
 import { CREATE_FLAGS, type WholeFileOptions, writeWholeFile } from './whole-file-writer.ts';
 
 const execFileAsync = promisify(execFile);
+const fchownAsync = promisify(fchown);
+const fchmodAsync = promisify(fchmod);
+const futimesAsync = promisify(futimes);
 
 /** Something the restore target skipped or could not do; the restore goes on. */
 export interface RestoreWarning {
@@ -56,6 +60,12 @@ export interface FsRestoreTargetOptions {
   readonly owner?: boolean;
   /** Receives what could not be restored (sockets, device nodes without root, …). */
   readonly onWarning?: (warning: RestoreWarning) => void;
+  /**
+   * Write files of 1 MiB and more with O_DIRECT, around the page cache, where the filesystem
+   * allows it (default true; `FORGE_DIRECT_IO=0` turns it off when this is not given). Saves the
+   * kernel's copy of every byte into the page cache, and leaves the machine's cache as it was.
+   */
+  readonly directIo?: boolean;
 }
 
 /** The module worker threads import to write small files (built next to this one, or the source). */
@@ -81,6 +91,7 @@ class FsRestoreTarget implements RestoreTarget {
   readonly #root: string;
   readonly #overwrite: boolean;
   readonly #owner: boolean;
+  readonly #directIo: boolean;
   readonly #onWarning: (warning: RestoreWarning) => void;
   /** Directories created by `dir` and not finished yet: their children need no symlink check. */
   readonly #openDirs = new Set<string>();
@@ -92,6 +103,7 @@ class FsRestoreTarget implements RestoreTarget {
     this.#root = resolve(options.root);
     this.#overwrite = options.overwrite ?? false;
     this.#owner = options.owner ?? process.getuid?.() === 0;
+    this.#directIo = options.directIo ?? process.env.FORGE_DIRECT_IO !== '0';
     this.#writeOptions = { owner: this.#owner };
     this.localFiles = {
       prepare: (path) => this.#prepareLeaf(path),
@@ -168,6 +180,19 @@ class FsRestoreTarget implements RestoreTarget {
 
   async file(path: readonly string[], meta: FileMetadata): Promise<RestoreFileWriter> {
     const abs = await this.#prepareLeaf(path);
+    if (this.#directIo && meta.size >= DIRECT_WRITE_MIN) {
+      let direct: DirectFileWriter | undefined;
+      try {
+        direct = await DirectFileWriter.create(abs, CREATE_FLAGS, 0o600);
+      } catch (e) {
+        throw toForgeError(e, `restoring file ${abs}`);
+      }
+      if (direct) {
+        const writer = this.#directWriter(abs, direct, meta);
+        this.#openWriters.add(writer);
+        return writer;
+      }
+    }
     let handle: FileHandle;
     try {
       handle = await open(abs, CREATE_FLAGS, 0o600);
@@ -331,6 +356,51 @@ class FsRestoreTarget implements RestoreTarget {
       if (errnoOf(e) !== 'ENOENT') throw toForgeError(e, `restoring ${abs}`);
     }
     return abs;
+  }
+
+  /** A large file's writer: around the page cache (see `DirectFileWriter`). */
+  #directWriter(abs: string, file: DirectFileWriter, meta: FileMetadata): RestoreFileWriter {
+    let finished = false;
+    let end = 0;
+    const writer: RestoreFileWriter = {
+      write: async (data: Uint8Array, offset: number): Promise<void> => {
+        if (finished) throw new InternalError(`write after close of ${abs}`);
+        end = Math.max(end, offset + data.length);
+        if (isAllZero(data)) return; // a hole, as for other files
+        try {
+          await file.write(data, offset);
+        } catch (e) {
+          throw toForgeError(e, `writing ${abs}`);
+        }
+      },
+      close: async (): Promise<void> => {
+        if (finished) return;
+        finished = true;
+        this.#openWriters.delete(writer);
+        try {
+          await file.finish(Math.max(meta.size, end));
+          if (this.#owner) await fchownAsync(file.fd, meta.uid, meta.gid);
+          // After chown, which clears setuid/setgid bits.
+          await fchmodAsync(file.fd, meta.mode);
+          await futimesAsync(file.fd, nsToUtimeSeconds(meta.atimeNs), nsToUtimeSeconds(meta.mtimeNs));
+          await file.close();
+        } catch (e) {
+          await file.close().catch(() => undefined);
+          throw toForgeError(e, `finishing ${abs}`);
+        }
+      },
+      abort: async (): Promise<void> => {
+        finished = true;
+        this.#openWriters.delete(writer);
+        await file.close().catch(() => undefined);
+        try {
+          await unlink(abs);
+        } catch (e) {
+          if (errnoOf(e) !== 'ENOENT') throw toForgeError(e, `removing ${abs}`);
+        }
+      },
+    };
+    return writer;
   }
 
   #writer(abs: string, handle: FileHandle, meta: FileMetadata): RestoreFileWriter {
