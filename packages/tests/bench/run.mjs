@@ -714,7 +714,10 @@ function markdown() {
       `Corpus: tree ${c.tree.files} files, ${(c.tree.bytes / MB).toFixed(1)} MB; after mutate ${c.mutated?.files} files, ` +
         `${(c.mutated?.bytes / MB).toFixed(1)} MB (~${(c.mutated?.changedBytes / MB).toFixed(1)} MB new or changed)` +
         (c.vm
-          ? `; VM image ${(c.vm.bytes / MB).toFixed(1)} MB, vm-mutate ~${(c.vmMutated.changedBytes / MB).toFixed(1)} MB overwritten + 3 inserts.`
+          ? `; VM image ${(c.vm.bytes / MB).toFixed(1)} MB` +
+            (c.vmMutated
+              ? `, vm-mutate ~${(c.vmMutated.changedBytes / MB).toFixed(1)} MB overwritten + 3 inserts.`
+              : ' (the run stopped before vm-mutate).')
           : '.'),
     );
   L.push('');
