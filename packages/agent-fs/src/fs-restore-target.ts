@@ -180,26 +180,15 @@ class FsRestoreTarget implements RestoreTarget {
 
   async file(path: readonly string[], meta: FileMetadata): Promise<RestoreFileWriter> {
     const abs = await this.#prepareLeaf(path);
-    if (this.#directIo && meta.size >= DIRECT_WRITE_MIN) {
-      let direct: DirectFileWriter | undefined;
-      try {
-        direct = await DirectFileWriter.create(abs, CREATE_FLAGS, 0o600);
-      } catch (e) {
-        throw toForgeError(e, `restoring file ${abs}`);
-      }
-      if (direct) {
-        const writer = this.#directWriter(abs, direct, meta);
-        this.#openWriters.add(writer);
-        return writer;
-      }
-    }
-    let handle: FileHandle;
+    let sink: FileSink | undefined;
     try {
-      handle = await open(abs, CREATE_FLAGS, 0o600);
+      if (this.#directIo && meta.size >= DIRECT_WRITE_MIN)
+        sink = await DirectFileWriter.create(abs, CREATE_FLAGS, 0o600);
+      sink ??= new PlainFileSink(await open(abs, CREATE_FLAGS, 0o600));
     } catch (e) {
       throw toForgeError(e, `restoring file ${abs}`);
     }
-    const writer = this.#writer(abs, handle, meta);
+    const writer = this.#writer(abs, sink, meta);
     this.#openWriters.add(writer);
     return writer;
   }
@@ -358,17 +347,17 @@ class FsRestoreTarget implements RestoreTarget {
     return abs;
   }
 
-  /** A large file's writer: around the page cache (see `DirectFileWriter`). */
-  #directWriter(abs: string, file: DirectFileWriter, meta: FileMetadata): RestoreFileWriter {
+  /** A file's writer: the bytes go to `sink` (ordinary or direct writes), then owner, mode and times. */
+  #writer(abs: string, sink: FileSink, meta: FileMetadata): RestoreFileWriter {
     let finished = false;
     let end = 0;
     const writer: RestoreFileWriter = {
       write: async (data: Uint8Array, offset: number): Promise<void> => {
         if (finished) throw new InternalError(`write after close of ${abs}`);
         end = Math.max(end, offset + data.length);
-        if (isAllZero(data)) return; // a hole, as for other files
+        if (isAllZero(data)) return; // left as a hole
         try {
-          await file.write(data, offset);
+          await sink.write(data, offset);
         } catch (e) {
           throw toForgeError(e, `writing ${abs}`);
         }
@@ -378,21 +367,22 @@ class FsRestoreTarget implements RestoreTarget {
         finished = true;
         this.#openWriters.delete(writer);
         try {
-          await file.finish(Math.max(meta.size, end));
-          if (this.#owner) await fchownAsync(file.fd, meta.uid, meta.gid);
+          // The recorded size wins, but never cut off data that was written.
+          await sink.finish(Math.max(meta.size, end));
+          if (this.#owner) await fchownAsync(sink.fd, meta.uid, meta.gid);
           // After chown, which clears setuid/setgid bits.
-          await fchmodAsync(file.fd, meta.mode);
-          await futimesAsync(file.fd, nsToUtimeSeconds(meta.atimeNs), nsToUtimeSeconds(meta.mtimeNs));
-          await file.close();
+          await fchmodAsync(sink.fd, meta.mode);
+          await futimesAsync(sink.fd, nsToUtimeSeconds(meta.atimeNs), nsToUtimeSeconds(meta.mtimeNs));
+          await sink.close();
         } catch (e) {
-          await file.close().catch(() => undefined);
+          await sink.close().catch(() => undefined);
           throw toForgeError(e, `finishing ${abs}`);
         }
       },
       abort: async (): Promise<void> => {
         finished = true;
         this.#openWriters.delete(writer);
-        await file.close().catch(() => undefined);
+        await sink.close().catch(() => undefined);
         try {
           await unlink(abs);
         } catch (e) {
@@ -402,65 +392,51 @@ class FsRestoreTarget implements RestoreTarget {
     };
     return writer;
   }
+}
 
-  #writer(abs: string, handle: FileHandle, meta: FileMetadata): RestoreFileWriter {
-    let handleOpen = true;
-    let finished = false;
-    let end = 0;
-    /** Where the written bytes end: the file's length on disk until it is truncated. */
-    let writtenEnd = 0;
-    const closeHandle = async (): Promise<void> => {
-      if (!handleOpen) return;
-      handleOpen = false;
-      await handle.close();
-    };
-    const writer: RestoreFileWriter = {
-      write: async (data: Uint8Array, offset: number): Promise<void> => {
-        if (finished) throw new InternalError(`write after close of ${abs}`);
-        end = Math.max(end, offset + data.length);
-        if (isAllZero(data)) return;
-        writtenEnd = Math.max(writtenEnd, offset + data.length);
-        try {
-          let done = 0;
-          while (done < data.length) {
-            const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done);
-            done += bytesWritten;
-          }
-        } catch (e) {
-          throw toForgeError(e, `writing ${abs}`);
-        }
-      },
-      close: async (): Promise<void> => {
-        if (finished) return;
-        finished = true;
-        this.#openWriters.delete(writer);
-        try {
-          // The recorded size wins, but never cut off data that was written. Only needed when
-          // the file ends in a hole (zero chunks are skipped), saving a call per file otherwise.
-          const size = Math.max(meta.size, end);
-          if (size !== writtenEnd) await handle.truncate(size);
-          if (this.#owner) await handle.chown(meta.uid, meta.gid);
-          // After chown, which clears setuid/setgid bits.
-          await handle.chmod(meta.mode);
-          await handle.utimes(nsToUtimeSeconds(meta.atimeNs), nsToUtimeSeconds(meta.mtimeNs));
-          await closeHandle();
-        } catch (e) {
-          await closeHandle().catch(() => undefined);
-          throw toForgeError(e, `finishing ${abs}`);
-        }
-      },
-      abort: async (): Promise<void> => {
-        finished = true;
-        this.#openWriters.delete(writer);
-        await closeHandle().catch(() => undefined);
-        try {
-          await unlink(abs);
-        } catch (e) {
-          if (errnoOf(e) !== 'ENOENT') throw toForgeError(e, `removing ${abs}`);
-        }
-      },
-    };
-    return writer;
+/** Where a restored file's bytes go: `DirectFileWriter`, or ordinary writes (`PlainFileSink`). */
+interface FileSink {
+  write(data: Uint8Array, offset: number): Promise<void>;
+  /** All bytes are written: make the file `size` bytes long. */
+  finish(size: number): Promise<void>;
+  /** The descriptor, for owner, mode and times. */
+  readonly fd: number;
+  /** Closes the descriptor; once. */
+  close(): Promise<void>;
+}
+
+/** Ordinary writes through a file handle. */
+class PlainFileSink implements FileSink {
+  readonly #handle: FileHandle;
+  /** Where the written bytes end: the file's length on disk until it is truncated. */
+  #writtenEnd = 0;
+  #open = true;
+
+  constructor(handle: FileHandle) {
+    this.#handle = handle;
+  }
+
+  get fd(): number {
+    return this.#handle.fd;
+  }
+
+  async write(data: Uint8Array, offset: number): Promise<void> {
+    this.#writtenEnd = Math.max(this.#writtenEnd, offset + data.length);
+    for (let done = 0; done < data.length; ) {
+      const { bytesWritten } = await this.#handle.write(data, done, data.length - done, offset + done);
+      done += bytesWritten;
+    }
+  }
+
+  async finish(size: number): Promise<void> {
+    // Only needed when the file ends in a hole (zero runs are skipped): a call saved otherwise.
+    if (size !== this.#writtenEnd) await this.#handle.truncate(size);
+  }
+
+  async close(): Promise<void> {
+    if (!this.#open) return;
+    this.#open = false;
+    await this.#handle.close();
   }
 }
 
