@@ -31,6 +31,7 @@ import {
 } from '@backupforge/common';
 import { splitDeviceNumber } from './internal/device-number.ts';
 import { DIRECT_WRITE_MIN, DirectFileWriter } from './internal/direct-file-writer.ts';
+import { errnoOf } from './internal/errno.ts';
 import { openFileReader } from './internal/file-content-reader.ts';
 import { checkComponents, checkEntryPath } from './internal/restore-path.ts';
 import { nsToUtimeSeconds } from './internal/utime-seconds.ts';
@@ -75,11 +76,6 @@ function writerModule(): string {
     if (existsSync(fileURLToPath(u))) return u.href;
   }
   return new URL('./whole-file-writer.js', import.meta.url).href;
-}
-
-function errnoOf(e: unknown): string | undefined {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
 }
 
 /**

@@ -6,6 +6,7 @@
 import { close, constants, ftruncate, open, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { alignedBuffer, DIRECT_ALIGN } from '@backupforge/common';
+import { errnoOf } from './errno.ts';
 
 const O_DIRECT: number = constants.O_DIRECT ?? 0;
 /** Files at least this large are written directly (smaller ones are not worth the device round trips). */
@@ -27,11 +28,6 @@ function writeAsync(fd: number, buf: Uint8Array, length: number, position: numbe
 /** False once a filesystem refused direct I/O: every later file goes buffered. */
 let refused = O_DIRECT === 0;
 const spare: Buffer[] = [];
-
-function errnoOf(e: unknown): string | undefined {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
 
 /**
  * A file written through O_DIRECT: bytes gather in an aligned buffer and go to the disk in
