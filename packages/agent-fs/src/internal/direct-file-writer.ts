@@ -86,7 +86,7 @@ export class DirectFileWriter {
     this.#buf ??= spare.pop() ?? alignedBuffer(STAGING);
     if (offset - end > FILL_GAP && Math.floor(offset / DIRECT_ALIGN) > Math.floor(end / DIRECT_ALIGN)) {
       // A hole: write out what is gathered (padded), start again at the block holding `offset`.
-      await this.#flush(true);
+      await this.#flush();
       this.#base = Math.floor(offset / DIRECT_ALIGN) * DIRECT_ALIGN;
       this.#len = 0;
     }
@@ -97,14 +97,14 @@ export class DirectFileWriter {
       this.#buf.fill(0, this.#len, this.#len + n);
       this.#len += n;
       zeros -= n;
-      if (this.#len === STAGING) await this.#flush(false);
+      if (this.#len === STAGING) await this.#flush();
     }
     for (let at = 0; at < data.length; ) {
       const n = Math.min(data.length - at, STAGING - this.#len);
       this.#buf.set(data.subarray(at, at + n), this.#len);
       this.#len += n;
       at += n;
-      if (this.#len === STAGING) await this.#flush(false);
+      if (this.#len === STAGING) await this.#flush();
     }
   }
 
@@ -115,7 +115,7 @@ export class DirectFileWriter {
 
   /** Writes what is gathered, padded to a whole block, and cuts the file to `size`. */
   async finish(size: number): Promise<void> {
-    if (this.#plain === undefined) await this.#flush(true);
+    if (this.#plain === undefined) await this.#flush();
     if (this.writtenEnd !== size) await ftruncateAsync(this.#plain ?? this.#fd, size);
   }
 
@@ -134,24 +134,18 @@ export class DirectFileWriter {
   }
 
   /**
-   * Writes the gathered whole blocks (all of them, the last padded with zeros, when `all`) and
-   * keeps the partial block at the front of the buffer.
+   * Writes what is gathered, the last block padded with zeros. Called when the buffer is full
+   * (STAGING is whole blocks: nothing padded, and the next byte's offset stays block-aligned),
+   * before a hole, and at the end.
    */
-  async #flush(all: boolean): Promise<void> {
+  async #flush(): Promise<void> {
     const buf = this.#buf;
     if (!buf || this.#len === 0) return;
-    const whole = Math.floor(this.#len / DIRECT_ALIGN) * DIRECT_ALIGN;
-    const n = all ? Math.ceil(this.#len / DIRECT_ALIGN) * DIRECT_ALIGN : whole;
-    if (n === 0) return;
+    const n = Math.ceil(this.#len / DIRECT_ALIGN) * DIRECT_ALIGN;
     if (n > this.#len) buf.fill(0, this.#len, n);
     try {
       for (let done = 0; done < n; ) {
-        const w = await writeAsync(
-          this.#fd,
-          done === 0 ? buf : buf.subarray(done),
-          n - done,
-          this.#base + done,
-        );
+        const w = await writeAsync(this.#fd, buf.subarray(done), n - done, this.#base + done);
         if (w <= 0) throw Object.assign(new Error(`no progress writing ${this.#path}`), { code: 'EIO' });
         done += w;
       }
@@ -163,14 +157,8 @@ export class DirectFileWriter {
       return;
     }
     this.#written = Math.max(this.#written, this.#base + n);
-    if (all) {
-      this.#base += n;
-      this.#len = 0;
-      return;
-    }
-    buf.copy(buf, 0, whole, this.#len);
-    this.#base += whole;
-    this.#len -= whole;
+    this.#base += n;
+    this.#len = 0;
   }
 
   /** From now on ordinary writes: what is gathered is written that way first. */
