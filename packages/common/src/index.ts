@@ -29,6 +29,7 @@ export type {
   ObjectHandle,
   ObjectInfo,
   ObjectType,
+  ObjectUpload,
   StorageBackend,
 } from './storage.ts';
 export { OBJECT_DIRS, OBJECT_TYPES, objectKey } from './storage.ts';

@@ -122,6 +122,25 @@ export interface StorageBackend {
   /** Deletes an object. Deleting a missing object MUST succeed (idempotent). */
   remove(handle: ObjectHandle): Promise<void>;
 
+  /**
+   * Optional. Starts a pack whose name is known only once it is complete (a pack is named by
+   * the SHA-256 of its bytes): the caller appends its bytes as they are made and never holds
+   * the whole pack in memory, then `commit`s it under its name, with every guarantee of
+   * `save` (atomic, durable, replaces). Until then, and after `abort`, nothing is visible to
+   * `load`/`list`/`stat`. Backends without it get whole packs through `save`.
+   */
+  createUpload?(type: 'pack'): Promise<ObjectUpload>;
+
   /** Releases connections and file handles. Further calls are undefined. */
   close(): Promise<void>;
+}
+
+/** An object being written piece by piece (see `StorageBackend.createUpload`). */
+export interface ObjectUpload {
+  /** Appends `data`. The caller may reuse `data` once this resolves. */
+  write(data: Uint8Array): Promise<void>;
+  /** Stores the bytes written under `handle` (atomic and durable when it resolves). Call once. */
+  commit(handle: ObjectHandle): Promise<void>;
+  /** Discards the bytes written. Safe to call after a failed `write` or `commit`, and twice. */
+  abort(): Promise<void>;
 }

@@ -303,3 +303,36 @@ describe('an error that stops the restore', () => {
     expect(dirs.length).toBeLessThan(15);
   });
 });
+
+describe('a backup that fails into a local repository', () => {
+  it('leaves no temporary pack file behind', async () => {
+    const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { createLocalBackend } = await import('@backupforge/storage/local');
+    const { ForgeError } = await import('@backupforge/common');
+    const dir = await mkdtemp(join(tmpdir(), 'bf-failed-backup-'));
+    try {
+      const backend = createLocalBackend({ path: dir });
+      const repo = await Repository.init(backend, { password: 'pw', kdf: TEST_KDF });
+      const source = memSource({ '/data/a.bin': { data: prng(2 * 1024 * 1024, 5) } });
+      const entries = source.entries.bind(source);
+      let packAdded = false;
+      source.entries = async function* () {
+        yield* entries();
+        // The file's chunks are in the pack being written (not full: 16 MiB) when the walk fails.
+        for (let i = 0; i < 100 && !packAdded; i++) {
+          packAdded = (await readdir(join(dir, 'data'))).some((n) => n.startsWith('.tmp-'));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        throw new ForgeError('FORGE_IO', 'the source went away');
+      };
+      await expect(backup(repo, source, { workers: 0 })).rejects.toMatchObject({ code: 'FORGE_IO' });
+      expect(packAdded).toBe(true);
+      expect((await readdir(join(dir, 'data'))).filter((n) => n.startsWith('.'))).toEqual([]);
+      await backend.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

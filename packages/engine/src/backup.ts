@@ -196,12 +196,13 @@ async function backupWith(
     ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
   });
   const prefetcher = new Prefetcher();
+  let run: BackupRun | undefined;
   try {
     const snapshots = await repo.listSnapshots();
     let parent: SnapshotRecord | undefined;
     if (typeof opts.parent === 'string') parent = resolveSnapshotRef(snapshots, opts.parent);
     else if (opts.parent !== false) parent = findParentSnapshot(snapshots, host, source.paths);
-    const run = new BackupRun(repo, source, processor, prefetcher, reporter, opts);
+    run = new BackupRun(repo, source, processor, prefetcher, reporter, opts);
     const treeId = await run.run(parent, walk);
     const summary: SnapshotSummary = {
       backupStart: start.toISOString(),
@@ -233,6 +234,8 @@ async function backupWith(
     reporter({ type: 'done', phase: 'backup' });
     return { snapshotId, snapshot, parent, warnings: run.warnings, partial: run.warnings.length > 0 };
   } finally {
+    // After a failure, the pack being written leaves no temporary file (a no-op after success).
+    await run?.discard();
     await Promise.all([processor.close(), prefetcher.close()]);
     await lock?.release().catch(() => {});
   }
@@ -316,6 +319,11 @@ class BackupRun {
     });
     this.#maxLanes = Math.min(MAX_LANES, workerCount(opts.workers));
     this.#directIo = opts.directIo ?? process.env.FORGE_DIRECT_IO !== '0';
+  }
+
+  /** Discards what the pack writer has not finished (see `PackWriter.discard`). */
+  discard(): Promise<void> {
+    return this.#writer.discard();
   }
 
   summaryCounts(): Omit<SnapshotSummary, 'backupStart' | 'backupEnd'> {

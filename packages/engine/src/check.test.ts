@@ -17,10 +17,10 @@ async function setup() {
   const repo = await Repository.init(backend, { password: 'pw', kdf: TEST_KDF, packSize: 2 * 1024 * 1024 });
   await backup(
     repo,
-    memSource({ '/data/a.bin': { data: prng(5 * 1024 * 1024, 9) }, '/data/t.txt': { data: text(200_000) } }),
+    memSource({ '/data/a.bin': { data: prng(10 * 1024 * 1024, 9) }, '/data/t.txt': { data: text(200_000) } }),
     { workers: 0 },
   );
-  await backup(repo, memSource({ '/data/b.bin': { data: prng(3 * 1024 * 1024, 10) } }), { workers: 0 });
+  await backup(repo, memSource({ '/data/b.bin': { data: prng(6 * 1024 * 1024, 10) } }), { workers: 0 });
   return backend;
 }
 

@@ -171,6 +171,7 @@ export async function copySnapshots(
   let srcLock: RepositoryLock | undefined;
   let dstLock: RepositoryLock | undefined;
   let processor: BlobProcessor | undefined;
+  let run: CopyRun | undefined;
   try {
     if (!dry && !opts.noSourceLock) srcLock = await RepositoryLock.acquire(src.backend, { exclusive: false });
     if (!dry) dstLock = await RepositoryLock.acquire(dst.backend, { exclusive: false });
@@ -189,7 +190,7 @@ export async function copySnapshots(
       compression: dst.config.compression,
       ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
     });
-    const run = new CopyRun(src, dst, chunking, dry, processor, reporter, opts.signal);
+    run = new CopyRun(src, dst, chunking, dry, processor, reporter, opts.signal);
     reporter({ type: 'start', phase: 'copy' });
 
     /** Persistent id → destination snapshot carrying it (as `original`, or as its own id). */
@@ -278,6 +279,8 @@ export async function copySnapshots(
       bytesRead: run.bytesRead,
     };
   } finally {
+    // After a failure, the pack being written leaves no temporary file (a no-op after success).
+    await run?.discard();
     await processor?.close();
     await dstLock?.release().catch(() => {});
     await srcLock?.release().catch(() => {});
@@ -332,6 +335,11 @@ class Sink {
 
   async flush(): Promise<void> {
     await this.#writer?.flush();
+  }
+
+  /** Discards what the pack writer has not finished (see `PackWriter.discard`). */
+  async discard(): Promise<void> {
+    await this.#writer?.discard();
   }
 }
 
@@ -409,6 +417,11 @@ class CopyRun {
 
   flush(): Promise<void> {
     return this.#sink.flush();
+  }
+
+  /** Discards what the pack writer has not finished (see `PackWriter.discard`). */
+  discard(): Promise<void> {
+    return this.#sink.discard();
   }
 
   #checkAbort(): void {

@@ -1,5 +1,14 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { ObjectUpload, StorageBackend } from '@backupforge/common';
 import type { BlobType, SealedBlob } from './format/blob-codec.ts';
-import { type FinishedPack, MAX_BLOBS_PER_PACK, PackBuilder, type PackEntry, packId } from './format/pack.ts';
+import {
+  type FinishedPack,
+  MAX_BLOBS_PER_PACK,
+  PackBuilder,
+  type PackEntry,
+  packId,
+  packTrailer,
+} from './format/pack.ts';
 import { Semaphore } from './internal/concurrency.ts';
 import { crashPoint } from './internal/crash.ts';
 import type { Repository } from './repository.ts';
@@ -43,9 +52,11 @@ export interface PackWriterStats {
  * (format spec §11): a pack is durable before any index lists it; `flush()` resolves once
  * every pack and index is durable.
  *
- * Memory is bounded: data packs are built in place in reused buffers (filling, waiting and
- * uploading: at most two), and while a full pack waits for the upload slot every `add` waits
- * too, which stops the readers upstream.
+ * Memory is bounded: where the backend takes packs piece by piece (`createUpload`: a local
+ * repository), data packs go to storage as their blobs come and are never whole in memory;
+ * elsewhere they are built in place in reused buffers (filling, waiting and uploading: at most
+ * two). While a full pack waits for the upload slot every `add` waits too, which stops the
+ * readers upstream.
  */
 export class PackWriter {
   readonly #repo: Repository;
@@ -63,12 +74,21 @@ export class PackWriter {
   readonly stats: PackWriterStats = { packs: 0, blobs: { data: 0, tree: 0 }, rawBytes: 0, packedBytes: 0 };
   readonly #dryRun: boolean;
   readonly #hashPack: PackHasher | undefined;
+  /** Whether data packs go to storage as they are filled (the backend has `createUpload`). */
+  readonly #spooling: boolean;
+  /** The data pack being filled, when spooling. */
+  #spool: SpooledPack | undefined;
 
-  /** With `hashPack`, data packs are named by it (off this thread) instead of here. */
-  constructor(repo: Repository, opts: { dryRun?: boolean; hashPack?: PackHasher } = {}) {
+  /**
+   * With `hashPack`, data packs built in memory are named by it (off this thread) instead of
+   * here. `spool: false` builds data packs in memory even where the backend could take them
+   * piece by piece.
+   */
+  constructor(repo: Repository, opts: { dryRun?: boolean; hashPack?: PackHasher; spool?: boolean } = {}) {
     this.#repo = repo;
     this.#dryRun = opts.dryRun ?? false;
     this.#hashPack = opts.hashPack;
+    this.#spooling = !this.#dryRun && opts.spool !== false && typeof repo.backend.createUpload === 'function';
   }
 
   /** True when the blob is stored or about to be. */
@@ -101,6 +121,7 @@ export class PackWriter {
   async add(blob: SealedBlob): Promise<void> {
     while (this.#waiting) await this.#waiting;
     this.#throwIfFailed();
+    if (this.#spooling && blob.type === 'data') return this.#addSpooled(blob);
     let b = this.#builder(blob.type);
     if (!b.fits(blob.sealed.length)) {
       if (b.count > 0) {
@@ -123,6 +144,28 @@ export class PackWriter {
       await this.#finishGated(blob.type);
   }
 
+  async #addSpooled(blob: SealedBlob): Promise<void> {
+    this.#spool ??= new SpooledPack(this.#repo.backend);
+    const s = this.#spool;
+    const written = s.add(blob);
+    this.stats.blobs.data++;
+    this.stats.rawBytes += blob.rawLength;
+    this.stats.packedBytes += blob.sealed.length;
+    const full = s.size >= this.#repo.config.packSize || s.count >= MAX_BLOBS_PER_PACK;
+    // Gate the next adds before waiting for this one's bytes to be taken, so none joins a full pack.
+    const finished = full ? this.#finishGated('data') : undefined;
+    finished?.catch(() => {}); // awaited below, unless this blob's write fails first
+    try {
+      await written;
+    } catch (e) {
+      this.#error ??= e;
+      if (this.#spool === s) this.#spool = undefined;
+      await s.abort();
+      throw e;
+    }
+    await finished;
+  }
+
   #finishGated(type: BlobType): Promise<void> {
     const w = this.#finishPack(type).finally(() => {
       if (this.#waiting === w) this.#waiting = undefined;
@@ -132,6 +175,7 @@ export class PackWriter {
   }
 
   async #finishPack(type: BlobType): Promise<void> {
+    if (this.#spooling && type === 'data') return this.#finishSpooled();
     if (!this.#builders[type]?.count) return;
     // Wait for the upload slot before finishing: the full pack stays in its buffer meanwhile,
     // so at most two pack buffers exist (one uploading, one filling or full).
@@ -170,11 +214,45 @@ export class PackWriter {
     this.#uploads.add(p);
   }
 
+  /** Like the rest of `#finishPack`, for a spooled pack: its trailer, name and commit. */
+  async #finishSpooled(): Promise<void> {
+    if (!this.#spool?.count) return;
+    await this.#uploadSlots.acquire();
+    const s = this.#spool;
+    if (this.#error || !s || s.count === 0) {
+      this.#uploadSlots.release();
+      if (this.#error) throw this.#error;
+      return;
+    }
+    this.#spool = undefined;
+    const done = () => {
+      this.#uploads.delete(p);
+      this.#uploadSlots.release();
+    };
+    const p = s
+      .finish(this.#repo.keys.encKey)
+      .then(async (pack) => {
+        crashPoint('backup:pack-saved');
+        await this.#stored(pack);
+      })
+      .then(done, async (e: unknown) => {
+        this.#error ??= e;
+        await s.abort();
+        done();
+      });
+    this.#uploads.add(p);
+  }
+
   async #upload(pack: FinishedPack): Promise<void> {
     if (!this.#dryRun) {
       await this.#repo.backend.save({ type: 'pack', name: pack.id }, pack.bytes);
       crashPoint('backup:pack-saved');
     }
+    await this.#stored(pack);
+  }
+
+  /** Records a stored (durable) pack: the master index, and an index file now and then. */
+  async #stored(pack: Pick<FinishedPack, 'id' | 'entries'>): Promise<void> {
     this.stats.packs++;
     this.#repo.index.addPack(pack.id, pack.entries);
     for (const e of pack.entries) this.#pending.delete(e.id);
@@ -197,6 +275,17 @@ export class PackWriter {
     if (this.#error) throw this.#error;
   }
 
+  /**
+   * After a failure (instead of `flush`): discards the data pack being filled, so it leaves no
+   * temporary file behind, and waits for the packs being stored.
+   */
+  async discard(): Promise<void> {
+    const s = this.#spool;
+    this.#spool = undefined;
+    await s?.abort();
+    await Promise.allSettled([...this.#uploads]);
+  }
+
   /** Finishes open packs, waits for uploads, writes the remaining index. */
   async flush(): Promise<void> {
     while (this.#waiting) await this.#waiting;
@@ -206,5 +295,77 @@ export class PackWriter {
     this.#throwIfFailed();
     await this.#writeIndex();
     this.#freeBuffers.length = 0;
+  }
+}
+
+/**
+ * A data pack written to storage as its blobs come (`StorageBackend.createUpload`), named at the
+ * end by the SHA-256 hashed along the way. Blobs are taken in the order `add` is called: their
+ * offsets, the hash and the bytes written agree whatever the callers await.
+ */
+class SpooledPack {
+  readonly #upload: Promise<ObjectUpload>;
+  /** The last write queued (resolves with the upload once its bytes are taken). */
+  #tail: Promise<ObjectUpload>;
+  readonly #hash: Hash = createHash('sha256');
+  readonly #entries: PackEntry[] = [];
+  #size = 0;
+
+  constructor(backend: StorageBackend) {
+    this.#upload = backend.createUpload!('pack');
+    this.#upload.catch(() => {});
+    this.#tail = this.#upload;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get count(): number {
+    return this.#entries.length;
+  }
+
+  /** Resolves once the blob's bytes are taken (`blob.sealed` may then be reused). */
+  add(blob: SealedBlob): Promise<void> {
+    this.#entries.push({
+      id: blob.id.toString('hex'),
+      type: blob.type,
+      offset: this.#size,
+      length: blob.sealed.length,
+      rawLength: blob.rawLength,
+      compression: blob.compression,
+    });
+    this.#size += blob.sealed.length;
+    this.#hash.update(blob.sealed);
+    return this.#write(blob.sealed);
+  }
+
+  /** Writes the trailer and commits the pack under its name. */
+  async finish(encKey: Uint8Array): Promise<{ id: string; entries: readonly PackEntry[] }> {
+    const trailer = packTrailer(encKey, this.#entries);
+    this.#hash.update(trailer);
+    await this.#write(trailer);
+    const id = this.#hash.digest('hex');
+    await (await this.#tail).commit({ type: 'pack', name: id });
+    return { id, entries: this.#entries };
+  }
+
+  /** Discards the pack (its temporary file). */
+  async abort(): Promise<void> {
+    await this.#tail.catch(() => {});
+    await this.#upload.then(
+      (u) => u.abort(),
+      () => {},
+    );
+  }
+
+  #write(bytes: Uint8Array): Promise<void> {
+    const next = this.#tail.then(async (u) => {
+      await u.write(bytes);
+      return u;
+    });
+    next.catch(() => {});
+    this.#tail = next;
+    return next.then(() => {});
   }
 }

@@ -166,35 +166,41 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
 
     // --- repack: copy used blobs of sparse packs into new packs (durable, with their index)
     const writer = new PackWriter(repo);
-    const inKept = new Set<string>();
-    for (const p of keep) for (const b of p.blobs) inKept.add(b.id);
-    const repackedIds = new Set<string>();
-    for (const p of repack) {
-      for (const b of p.blobs) {
-        if (!used.has(b.id) || inKept.has(b.id) || repackedIds.has(b.id)) continue;
-        const sealed = (await repo.backend.load(
-          { type: 'pack', name: p.id },
-          { offset: b.loc.offset, length: b.loc.length },
-        )) as Uint8Array;
-        repackedIds.add(b.id);
-        // The sealed bytes move as they are: same key, same AAD, same id.
-        await writer.add({
-          id: Buffer.from(b.id, 'hex'),
-          type: b.loc.type,
-          compression: b.loc.compression,
-          rawLength: b.loc.rawLength,
-          sealed,
+    try {
+      const inKept = new Set<string>();
+      for (const p of keep) for (const b of p.blobs) inKept.add(b.id);
+      const repackedIds = new Set<string>();
+      for (const p of repack) {
+        for (const b of p.blobs) {
+          if (!used.has(b.id) || inKept.has(b.id) || repackedIds.has(b.id)) continue;
+          const sealed = (await repo.backend.load(
+            { type: 'pack', name: p.id },
+            { offset: b.loc.offset, length: b.loc.length },
+          )) as Uint8Array;
+          repackedIds.add(b.id);
+          // The sealed bytes move as they are: same key, same AAD, same id.
+          await writer.add({
+            id: Buffer.from(b.id, 'hex'),
+            type: b.loc.type,
+            compression: b.loc.compression,
+            rawLength: b.loc.rawLength,
+            sealed,
+          });
+        }
+        reporter({
+          type: 'progress',
+          phase: 'check',
+          filesDone: repackedIds.size,
+          bytesDone: 0,
+          currentPath: p.id,
         });
       }
-      reporter({
-        type: 'progress',
-        phase: 'check',
-        filesDone: repackedIds.size,
-        bytesDone: 0,
-        currentPath: p.id,
-      });
+      await writer.flush();
+    } catch (e) {
+      // The pack being written leaves no temporary file.
+      await writer.discard();
+      throw e;
     }
-    await writer.flush();
 
     // --- new index (kept packs; the repacked blobs' new packs are indexed by the writer), then drop the old files
     await lock!.check();

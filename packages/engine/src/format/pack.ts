@@ -87,33 +87,42 @@ export class PackBuilder {
    * pack ({@link packId}), perhaps on another thread.
    */
   finishUnnamed(encKey: Uint8Array): Omit<FinishedPack, 'id'> {
-    const header = Buffer.alloc(5 + ENTRY_SIZE * this.#entries.length);
-    header[0] = 1;
-    header.writeUInt32LE(this.#entries.length, 1);
-    let o = 5;
-    for (const e of this.#entries) {
-      header[o] = BLOB_TYPE_CODES[e.type];
-      header[o + 1] = COMPRESSION_CODES[e.compression];
-      header.writeUInt16LE(0, o + 2);
-      header.writeUInt32LE(e.length, o + 4);
-      header.writeUInt32LE(e.rawLength, o + 8);
-      header.write(e.id, o + 12, 'hex');
-      o += ENTRY_SIZE;
-    }
-    const sealedHeader = seal(encKey, header, HEADER_AAD);
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(sealedHeader.length, 0);
+    const trailer = packTrailer(encKey, this.#entries);
     let bytes: Uint8Array;
     if (this.#buffer) {
-      this.#buffer.set(sealedHeader, this.#size);
-      this.#buffer.set(len, this.#size + sealedHeader.length);
-      bytes = this.#buffer.subarray(0, this.#size + sealedHeader.length + 4);
+      this.#buffer.set(trailer, this.#size);
+      bytes = this.#buffer.subarray(0, this.#size + trailer.length);
     } else {
-      bytes = Buffer.concat([...this.#parts, sealedHeader, len]);
+      bytes = Buffer.concat([...this.#parts, trailer]);
       this.#parts.length = 0; // the pack's bytes are in `bytes` now; let the parts go
     }
     return { bytes, entries: this.#entries.slice() };
   }
+}
+
+/**
+ * The end of a pack (§6): its header, listing `entries` in order, sealed, and the sealed
+ * header's length (4 bytes, little-endian).
+ */
+export function packTrailer(encKey: Uint8Array, entries: readonly PackEntry[]): Buffer {
+  const header = Buffer.alloc(5 + ENTRY_SIZE * entries.length);
+  header[0] = 1;
+  header.writeUInt32LE(entries.length, 1);
+  let o = 5;
+  for (const e of entries) {
+    header[o] = BLOB_TYPE_CODES[e.type];
+    header[o + 1] = COMPRESSION_CODES[e.compression];
+    header.writeUInt16LE(0, o + 2);
+    header.writeUInt32LE(e.length, o + 4);
+    header.writeUInt32LE(e.rawLength, o + 8);
+    header.write(e.id, o + 12, 'hex');
+    o += ENTRY_SIZE;
+  }
+  const sealedHeader = seal(encKey, header, HEADER_AAD);
+  const trailer = Buffer.alloc(sealedHeader.length + 4);
+  trailer.set(sealedHeader, 0);
+  trailer.writeUInt32LE(sealedHeader.length, sealedHeader.length);
+  return trailer;
 }
 
 /** A pack's name: the SHA-256 of its bytes, in hex. */

@@ -163,3 +163,38 @@ describe('composeBackend', () => {
     expect(closed).toBe(1);
   });
 });
+
+describe('piece-by-piece uploads through decorators', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'forge-upload-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('pass through retry and the cache, to the backend that has them', async () => {
+    const { createLocalBackend } = await import('../local/local-backend.ts');
+    const stack = composeBackend(createLocalBackend({ path: join(dir, 'repo') }), {
+      retry: { sleep: async () => {} },
+      cacheDir: join(dir, 'cache'),
+    });
+    await stack.create();
+    expect(typeof stack.createUpload).toBe('function');
+    const u = await stack.createUpload!('pack');
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    await u.write(data);
+    const handle = { type: 'pack' as const, name: createHash('sha256').update(data).digest('hex') };
+    await u.commit(handle);
+    expect(Buffer.compare(await stack.load(handle), data)).toBe(0);
+    await stack.close();
+  });
+
+  it('are not offered where rate or connection limits must see every save, nor by backends without them', async () => {
+    const { createLocalBackend } = await import('../local/local-backend.ts');
+    const local = createLocalBackend({ path: join(dir, 'repo') });
+    expect(composeBackend(local, { limits: { uploadKiBps: 1024 } }).createUpload).toBeUndefined();
+    expect(composeBackend(local, { connections: 2 }).createUpload).toBeUndefined();
+    expect(composeBackend(createMemoryBackend(), {}).createUpload).toBeUndefined();
+  });
+});

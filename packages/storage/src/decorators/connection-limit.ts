@@ -31,7 +31,7 @@ class ConnectionLimitBackend extends ForwardingBackend {
   readonly #slots: Semaphore;
 
   constructor(inner: StorageBackend, n: number) {
-    super(inner);
+    super(inner, { uploads: false }); // every save takes a connection slot
     this.#limit = checkNumber(n, 'the connection limit', { min: 1, integer: true });
     this.#slots = new Semaphore(this.#limit);
   }

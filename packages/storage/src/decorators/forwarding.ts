@@ -4,6 +4,7 @@ import type {
   ObjectHandle,
   ObjectInfo,
   ObjectType,
+  ObjectUpload,
   StorageBackend,
 } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
@@ -14,12 +15,20 @@ import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
  */
 export abstract class ForwardingBackend implements StorageBackend {
   protected readonly inner: StorageBackend;
+  /**
+   * Forwarded when `inner` has it, unless the subclass says `uploads: false` (a decorator that
+   * must see every byte saved: it then gets whole packs through `save`).
+   */
+  readonly createUpload?: (type: 'pack') => Promise<ObjectUpload>;
 
-  constructor(inner: StorageBackend) {
+  constructor(inner: StorageBackend, opts: { uploads?: boolean } = {}) {
     if (inner === null || typeof inner !== 'object') {
       throw new ForgeError(ForgeErrorCodes.FORGE_USAGE, 'a backend decorator needs a StorageBackend to wrap');
     }
     this.inner = inner;
+    if (opts.uploads !== false && typeof inner.createUpload === 'function') {
+      this.createUpload = (type) => inner.createUpload!(type);
+    }
   }
 
   get location(): string {

@@ -45,7 +45,7 @@ class RateLimitBackend extends ForwardingBackend {
   readonly #clock: Clock;
 
   constructor(inner: StorageBackend, options: RateLimitOptions) {
-    super(inner);
+    super(inner, { uploads: false }); // every byte saved is metered
     this.#clock = options.clock ?? systemClock;
     const burst =
       options.burstBytes === undefined

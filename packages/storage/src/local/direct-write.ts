@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { alignedBuffer, DIRECT_ALIGN } from '@backupforge/common';
 import { errnoOf } from '../internal/errno.ts';
 
-const O_DIRECT: number = constants.O_DIRECT ?? 0;
+export const O_DIRECT: number = constants.O_DIRECT ?? 0;
 /** Objects at least this large are written directly; smaller ones are not worth a device round trip. */
 export const DIRECT_WRITE_MIN = 1024 * 1024;
 /** Bytes copied into the aligned buffer and written per call. */
@@ -33,6 +33,16 @@ function writeAsync(
 
 /** False once a filesystem refused direct I/O: every later save goes buffered. */
 let refused = O_DIRECT === 0;
+
+/** Whether direct I/O is known not to work here (no O_DIRECT, or a filesystem refused it). */
+export function directRefused(): boolean {
+  return refused;
+}
+
+/** Records that a filesystem refused direct I/O: later writes go buffered. */
+export function refuseDirect(): void {
+  refused = true;
+}
 const spare: Buffer[] = [];
 
 /**

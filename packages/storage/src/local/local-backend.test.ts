@@ -8,14 +8,18 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { collect, describeBackend, hexName } from '../testing/describe-backend.ts';
 import { createLocalBackend } from './local-backend.ts';
 
-describeBackend('local', async () => {
-  const base = await mkdtemp(join(tmpdir(), 'forge-local-'));
-  return {
-    // A subdirectory, so create() has to make the repository root too.
-    backend: createLocalBackend({ path: join(base, 'repo') }),
-    cleanup: () => rm(base, { recursive: true, force: true }),
-  };
-});
+describeBackend(
+  'local',
+  async () => {
+    const base = await mkdtemp(join(tmpdir(), 'forge-local-'));
+    return {
+      // A subdirectory, so create() has to make the repository root too.
+      backend: createLocalBackend({ path: join(base, 'repo') }),
+      cleanup: () => rm(base, { recursive: true, force: true }),
+    };
+  },
+  { uploads: true },
+);
 
 describe('local backend', () => {
   let base: string;
@@ -264,6 +268,35 @@ describe('local backend on a full filesystem', () => {
     // The space of the failed write was given back: a 512 KiB object still fits.
     await backend.save({ type: 'pack', name }, new Uint8Array(512 * 1024));
     expect(await collect(backend.list('pack'))).toEqual([{ name, size: 512 * 1024 }]);
+  });
+
+  it('fails an upload that does not fit with FORGE_NO_SPACE; abort gives the space back', async ({
+    skip,
+  }) => {
+    if (!mounted) skip(`cannot mount a 1 MiB tmpfs (needs root or CAP_SYS_ADMIN): ${whyNot}`);
+    const root = join(mountPoint, 'repo-upload');
+    const backend = createLocalBackend({ path: root });
+    await backend.create();
+    const upload = await backend.createUpload!('pack');
+    expect((await readdir(join(root, 'data'))).filter((n) => n.startsWith('.tmp-'))).toHaveLength(1);
+    const name = hexName();
+    // The failure shows in a later write (writes go out in the background) or in the commit.
+    const error = await rejection(
+      (async () => {
+        for (let i = 0; i < 8; i++) await upload.write(new Uint8Array(512 * 1024).fill(i + 1));
+        await upload.commit({ type: 'pack', name });
+      })(),
+    );
+    expect(error.code).toBe('FORGE_NO_SPACE');
+    expect(error.message).toContain(join(root, 'data'));
+    await upload.abort();
+    expect(await readdir(join(root, 'data'))).toEqual([]);
+    expect(await collect(backend.list('pack'))).toEqual([]);
+    const again = await backend.createUpload!('pack');
+    await again.write(new Uint8Array(256 * 1024).fill(9));
+    await again.commit({ type: 'pack', name });
+    expect(await collect(backend.list('pack'))).toEqual([{ name, size: 256 * 1024 }]);
+    await backend.close();
   });
 });
 

@@ -11,12 +11,14 @@ import type {
   ObjectHandle,
   ObjectInfo,
   ObjectType,
+  ObjectUpload,
   StorageBackend,
 } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey, toForgeError } from '@backupforge/common';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
 import { errnoOf } from '../internal/errno.ts';
 import { writeFileDirect } from './direct-write.ts';
+import { LocalUpload } from './upload.ts';
 
 export interface LocalBackendOptions {
   /** The repository directory. Relative paths are resolved against the current directory. */
@@ -133,6 +135,29 @@ class LocalBackend implements StorageBackend {
       await rm(temp, { force: true }).catch(() => {});
       throw toForgeError(e, `cannot save ${file}`);
     }
+  }
+
+  /**
+   * A pack written as it is made: into `data/.tmp-<random>` (which `list` skips), renamed to
+   * its place on `commit`.
+   */
+  async createUpload(type: 'pack'): Promise<ObjectUpload> {
+    checkType(type);
+    if (type !== 'pack')
+      throw new ForgeError(ForgeErrorCodes.FORGE_USAGE, `uploads are for packs, not ${type}s`);
+    return LocalUpload.start({
+      temp: join(this.#root, TYPE_DIRS.pack, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`),
+      target: (handle) => {
+        checkHandle(handle);
+        if (handle.type !== 'pack')
+          throw new ForgeError(ForgeErrorCodes.FORGE_USAGE, 'an upload stores a pack');
+        return this.#file(handle);
+      },
+      makeDir: (dir) => this.#makeDir(dir),
+      evict: (file) => this.#evict(file),
+      syncDir,
+      dirname,
+    });
   }
 
   async load(handle: ObjectHandle, range?: ByteRange, into?: Uint8Array): Promise<Uint8Array> {

@@ -28,7 +28,14 @@ export interface BackendFixture {
  * });
  * ```
  */
-export function describeBackend(name: string, factory: () => Promise<BackendFixture>): void {
+export function describeBackend(
+  name: string,
+  factory: () => Promise<BackendFixture>,
+  opts: {
+    /** The backend has `createUpload` (an optional method): test it too. */
+    readonly uploads?: boolean;
+  } = {},
+): void {
   describe(`StorageBackend conformance: ${name}`, () => {
     let fixture: BackendFixture | undefined;
     let backend: StorageBackend;
@@ -263,6 +270,77 @@ export function describeBackend(name: string, factory: () => Promise<BackendFixt
         expect(await collect(backend.list('pack'))).toEqual([{ name: handle.name, size: data.length }]);
       });
     });
+
+    // Only for backends that take packs piece by piece (the method is optional).
+    if (opts.uploads === true) {
+      describe('createUpload', () => {
+        const upload = (b: StorageBackend) => {
+          if (typeof b.createUpload !== 'function') expect.fail(`${name} has no createUpload`);
+          return b.createUpload('pack');
+        };
+
+        it('stores what was written in pieces of any size under the name given at commit', async () => {
+          const data = bytes(5 * 1024 * 1024 + 4099, 30);
+          const u = await upload(backend);
+          // Pieces smaller than, equal to and larger than any buffer a backend may use.
+          const sizes = [1, 4095, 4096, 65_537, 2 * 1024 * 1024, 3 * 1024 * 1024 + 1];
+          let at = 0;
+          for (let i = 0; at < data.length; i++) {
+            const n = Math.min(sizes[i % sizes.length]!, data.length - at);
+            const piece = data.slice(at, at + n);
+            await u.write(piece);
+            piece.fill(0); // the caller may reuse its buffer once write resolves
+            at += n;
+          }
+          expect(await collect(backend.list('pack'))).toEqual([]);
+          const handle = handleOf('pack');
+          await u.commit(handle);
+          expect(await backend.stat(handle)).toEqual({ name: handle.name, size: data.length });
+          expectBytes(await backend.load(handle), data);
+          expect(await collect(backend.list('pack'))).toEqual([{ name: handle.name, size: data.length }]);
+        });
+
+        it('stores small and empty uploads, and replaces an object of the same name', async () => {
+          const handle = handleOf('pack');
+          await backend.save(handle, bytes(10_000, 31));
+          const small = bytes(17, 32);
+          const u = await upload(backend);
+          await u.write(small);
+          await u.commit(handle);
+          expectBytes(await backend.load(handle), small);
+          const empty = await upload(backend);
+          const other = handleOf('pack');
+          await empty.commit(other);
+          expect(await backend.stat(other)).toEqual({ name: other.name, size: 0 });
+        });
+
+        it('leaves nothing behind after abort, and abort may be called twice', async () => {
+          const u = await upload(backend);
+          await u.write(bytes(3 * 1024 * 1024, 33));
+          await u.abort();
+          await u.abort();
+          expect(await collect(backend.list('pack'))).toEqual([]);
+          await expect(u.write(bytes(10, 34))).rejects.toThrow();
+        });
+
+        it('keeps concurrent uploads apart', async () => {
+          const objects = Array.from({ length: 4 }, (_, i) => ({
+            handle: handleOf('pack'),
+            data: bytes(2 * 1024 * 1024 + 1000 * i, 40 + i),
+          }));
+          const uploads = await Promise.all(objects.map(() => upload(backend)));
+          for (let at = 0; at < 3 * 1024 * 1024; at += 700_000) {
+            await Promise.all(
+              objects.map(({ data }, i) =>
+                at < data.length ? uploads[i]!.write(data.subarray(at, at + 700_000)) : undefined,
+              ),
+            );
+          }
+          await Promise.all(objects.map(({ handle }, i) => uploads[i]!.commit(handle)));
+          for (const { handle, data } of objects) expectBytes(await backend.load(handle), data);
+        });
+      });
+    }
 
     describe('create', () => {
       it('can be called again and keeps every object', async () => {

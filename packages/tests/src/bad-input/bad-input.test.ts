@@ -288,6 +288,35 @@ describe('bad input', () => {
     expect(await dirState(repo)).toEqual(before);
   });
 
+  describe('repository disk full during a backup', () => {
+    it('exit 1 FORGE_NO_SPACE, one line, no temporary pack file left, repository still checks clean', async (ctx) => {
+      const base = await scratch();
+      const mnt = join(base, 'mnt');
+      await mkdir(mnt);
+      const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt]);
+      if (m.code !== 0) ctx.skip(`cannot mount a tmpfs (${m.stderr.trim()}): not root or no CAP_SYS_ADMIN`);
+      cleanups.push(async () => {
+        await run('umount', ['-l', mnt]);
+      });
+      const src = join(base, 'src');
+      await mkdir(src);
+      await writeFile(join(src, 'big.bin'), pseudoRandom(8 * 1024 * 1024, 61));
+      await writeFile(join(src, 'small.txt'), 'small\n');
+      const repo = join(mnt, 'repo');
+      expect((await forgePw(['init', '-r', repo])).code).toBe(0);
+      const r = await forgePw(['backup', '-r', repo, src, '--json']);
+      expect(expectCleanError(r, 1, 'FORGE_NO_SPACE')).toContain('no space');
+      // The pack being written when the disk filled was removed: nothing but real objects remain.
+      const left = await run('find', [repo, '-name', '.tmp-*']);
+      expect(left.stdout.trim()).toBe('');
+      const s = await forgePw(['snapshots', '-r', repo, '--json']);
+      expect(s.code, s.stderr).toBe(0);
+      expect(expectOnlyJson(s.stdout)).toEqual([]);
+      const c = await forgePw(['check', '-r', repo]);
+      expect(c.code, c.stderr).toBe(0);
+    });
+  });
+
   describe('restore target disk full', () => {
     const mounts: string[] = [];
     afterAll(async () => {
