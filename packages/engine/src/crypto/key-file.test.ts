@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createKeyFile, deriveKeyNative, deriveKeyWasm, type KdfParams } from './key-file.ts';
+import { createKeyFile, DEFAULT_KDF, deriveKeyNative, deriveKeyWasm, type KdfParams } from './key-file.ts';
 
 const salt = Buffer.alloc(16, 7).toString('base64');
 
@@ -28,6 +28,7 @@ describe('key derivation', () => {
     async () => {
       const cases: [string, KdfParams][] = [
         ['correct-horse-battery-staple', params(65536, 3, 1)],
+        ['the default', params(DEFAULT_KDF.memoryKiB, DEFAULT_KDF.iterations, DEFAULT_KDF.parallelism)],
         ['pässwörd ✓ 🔑', params(8192, 2, 2)],
         ['p', params(8192, 1, 4)],
         [REFERENCE.password, REFERENCE.kdf],

