@@ -6,6 +6,7 @@ import {
   MAX_BLOBS_PER_PACK,
   PackBuilder,
   type PackEntry,
+  packEntry,
   packId,
   packTrailer,
 } from './format/pack.ts';
@@ -327,14 +328,7 @@ class SpooledPack {
 
   /** Resolves once the blob's bytes are taken (`blob.sealed` may then be reused). */
   add(blob: SealedBlob): Promise<void> {
-    this.#entries.push({
-      id: blob.id.toString('hex'),
-      type: blob.type,
-      offset: this.#size,
-      length: blob.sealed.length,
-      rawLength: blob.rawLength,
-      compression: blob.compression,
-    });
+    this.#entries.push(packEntry(blob, this.#size));
     this.#size += blob.sealed.length;
     this.#hash.update(blob.sealed);
     return this.#write(blob.sealed);

@@ -66,14 +66,7 @@ export class PackBuilder {
     } else {
       this.#parts.push(blob.sealed);
     }
-    this.#entries.push({
-      id: blob.id.toString('hex'),
-      type: blob.type,
-      offset: this.#size,
-      length: blob.sealed.length,
-      rawLength: blob.rawLength,
-      compression: blob.compression,
-    });
+    this.#entries.push(packEntry(blob, this.#size));
     this.#size += blob.sealed.length;
   }
 
@@ -98,6 +91,18 @@ export class PackBuilder {
     }
     return { bytes, entries: this.#entries.slice() };
   }
+}
+
+/** The header entry of `blob`, stored at `offset` in its pack. */
+export function packEntry(blob: SealedBlob, offset: number): PackEntry {
+  return {
+    id: blob.id.toString('hex'),
+    type: blob.type,
+    offset,
+    length: blob.sealed.length,
+    rawLength: blob.rawLength,
+    compression: blob.compression,
+  };
 }
 
 /**
