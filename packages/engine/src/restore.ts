@@ -81,8 +81,23 @@ export async function restore(
   opts: RestoreOptions = {},
 ): Promise<RestoreResult> {
   const reporter = opts.reporter ?? silentReporter;
-  await repo.loadIndex();
-  const start = await findNode(repo, snapshot, opts.subpath ?? '/');
+  const workers = workerCount(opts.workers);
+  const processor = createBlobProcessor({
+    encKey: repo.keys.encKey,
+    macKey: repo.keys.macKey,
+    compression: repo.config.compression,
+    workers,
+  });
+  // The worker threads boot while the index and the first trees load.
+  processor.warm();
+  let start: Awaited<ReturnType<typeof findNode>>;
+  try {
+    await repo.loadIndex();
+    start = await findNode(repo, snapshot, opts.subpath ?? '/');
+  } catch (e) {
+    await processor.close();
+    throw e;
+  }
   const basePath = `/${splitPath(opts.subpath ?? '/').join('/')}`;
   const errors: RestoreError[] = [];
   /** First restored name of each hardlinked inode, and whether restoring it worked. */
@@ -461,14 +476,12 @@ export async function restore(
   };
 
   reporter({ type: 'start', phase: 'restore' });
-  await target.prepare();
-  const workers = workerCount(opts.workers);
-  const processor = createBlobProcessor({
-    encKey: repo.keys.encKey,
-    macKey: repo.keys.macKey,
-    compression: repo.config.compression,
-    workers,
-  });
+  try {
+    await target.prepare();
+  } catch (e) {
+    await processor.close();
+    throw e;
+  }
   const local = target.writeWhole ? target.localFiles : undefined;
   const writeRuns: WriteRuns | undefined = local && {
     prepare: (rel) => local.prepare(rel),

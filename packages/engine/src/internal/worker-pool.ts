@@ -104,6 +104,11 @@ export interface BlobProcessor {
    * like any other. With `direct`, reads with O_DIRECT where the filesystem allows. Needs `macKey`.
    */
   openLane?(path: string, params: ChunkerParams, direct?: boolean): FileLaneHandle;
+  /**
+   * Starts the worker threads now rather than with the first task, for a caller sure to need
+   * them: they boot while it does other work (a restore loading its index).
+   */
+  warm(): void;
   close(): Promise<void>;
 }
 
@@ -131,6 +136,7 @@ export function createInlineProcessor(opts: ProcessorOptions): BlobProcessor {
     async hashPack(bytes) {
       return { id: packId(bytes), bytes };
     },
+    warm() {},
     async open(sealed, blobs, out) {
       const failure = openRun({ encKey: opts.encKey, macKey: needMacKey(opts) }, sealed, blobs, out);
       return failure ? { out, sealed, failure } : { out, sealed };
@@ -241,8 +247,11 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
   }
   // The workers start with the first task: a backup that finds nothing new (an unchanged
   // re-backup) needs none, and starting two costs ~0.1 s of CPU, on two cores, at the start.
-  function leastBusy(): Slot {
+  function start(): void {
     if (workers.length === 0) for (let i = 0; i < n; i++) workers.push(startWorker());
+  }
+  function leastBusy(): Slot {
+    start();
     let best = workers[0]!;
     for (const s of workers) if (s.busy < best.busy) best = s;
     return best;
@@ -312,6 +321,7 @@ export function createBlobProcessor(opts: ProcessorOptions): BlobProcessor {
     async seal(id, type, data) {
       return sealedBlob(id, type, await post<SealReply>({ data, id, type }, transferable(data)));
     },
+    warm: start,
     async hashPack(bytes) {
       return post<{ id: string; bytes: Uint8Array }>({ kind: 'packHash', bytes }, [
         bytes.buffer as ArrayBuffer,
