@@ -80,16 +80,12 @@ export class PackWriter {
   /** The data pack being filled, when spooling. */
   #spool: SpooledPack | undefined;
 
-  /**
-   * With `hashPack`, data packs built in memory are named by it (off this thread) instead of
-   * here. `spool: false` builds data packs in memory even where the backend could take them
-   * piece by piece.
-   */
-  constructor(repo: Repository, opts: { dryRun?: boolean; hashPack?: PackHasher; spool?: boolean } = {}) {
+  /** With `hashPack`, data packs built in memory are named by it (off this thread) instead of here. */
+  constructor(repo: Repository, opts: { dryRun?: boolean; hashPack?: PackHasher } = {}) {
     this.#repo = repo;
     this.#dryRun = opts.dryRun ?? false;
     this.#hashPack = opts.hashPack;
-    this.#spooling = !this.#dryRun && opts.spool !== false && typeof repo.backend.createUpload === 'function';
+    this.#spooling = !this.#dryRun && typeof repo.backend.createUpload === 'function';
   }
 
   /** True when the blob is stored or about to be. */

@@ -42,6 +42,21 @@ describe('local backend', () => {
     expect(backend.properties()).toEqual({ atomicReplace: true, connections: 4 });
   });
 
+  it('an upload recreates a missing data/ directory, keeps its temporary file there, and refuses a bad name', async () => {
+    await rm(join(root, 'data'), { recursive: true });
+    const upload = await backend.createUpload!('pack');
+    expect((await readdir(join(root, 'data'))).filter((n) => n.startsWith('.tmp-'))).toHaveLength(1);
+    await upload.write(new Uint8Array(5000).fill(7));
+    // A bad name is refused and the upload stays open: it can still be committed properly.
+    await expect(upload.commit({ type: 'pack', name: '../escape' })).rejects.toMatchObject({
+      code: 'FORGE_USAGE',
+    });
+    const name = hexName();
+    await upload.commit({ type: 'pack', name });
+    expect(await collect(backend.list('pack'))).toEqual([{ name, size: 5000 }]);
+    expect(await readdir(join(root, 'data'))).toEqual([name.slice(0, 2)]);
+  });
+
   it('create makes the type directories only, data/<xx> on demand', async () => {
     expect((await readdir(root)).sort()).toEqual(['data', 'index', 'keys', 'locks', 'snapshots']);
     expect(await readdir(join(root, 'data'))).toEqual([]);

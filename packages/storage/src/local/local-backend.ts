@@ -156,7 +156,6 @@ class LocalBackend implements StorageBackend {
       makeDir: (dir) => this.#makeDir(dir),
       evict: (file) => this.#evict(file),
       syncDir,
-      dirname,
     });
   }
 

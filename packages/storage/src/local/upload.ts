@@ -5,6 +5,7 @@
 // it into place, exactly like `save`.
 import { close, constants, fsync, ftruncate, open, write } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import {
   alignedBuffer,
@@ -43,7 +44,6 @@ export interface UploadPlace {
   evict(file: string): Promise<void>;
   /** fsyncs a directory after an entry was renamed into it. */
   syncDir(dir: string): Promise<void>;
-  dirname(path: string): string;
 }
 
 export class LocalUpload implements ObjectUpload {
@@ -89,7 +89,7 @@ export class LocalUpload implements ObjectUpload {
         opened = await create();
       } catch (e) {
         if (errnoOf(e) !== 'ENOENT') throw e;
-        await place.makeDir(place.dirname(place.temp));
+        await place.makeDir(dirname(place.temp));
         opened = await create();
       }
       return new LocalUpload(place, opened.fd, opened.direct);
@@ -112,8 +112,8 @@ export class LocalUpload implements ObjectUpload {
 
   async commit(handle: ObjectHandle): Promise<void> {
     this.#check();
+    const file = this.#place.target(handle); // a bad handle throws here: the upload stays open
     this.#done = true;
-    const file = this.#place.target(handle);
     try {
       await this.#settle();
       const size = this.#pos + this.#fill;
@@ -129,7 +129,7 @@ export class LocalUpload implements ObjectUpload {
       this.#fd = undefined;
       await closeAsync(fd);
       await this.#place.evict(file);
-      const dir = this.#place.dirname(file);
+      const dir = dirname(file);
       try {
         await rename(this.#place.temp, file);
       } catch (e) {
