@@ -15,11 +15,12 @@ export const DIRECT_WRITE_MIN = 1024 * 1024;
 /** Bytes copied into the aligned buffer and written per call. */
 const PIECE = 4 * 1024 * 1024;
 
-const openAsync = promisify(open);
-const closeAsync = promisify(close);
-const fsyncAsync = promisify(fsync);
-const ftruncateAsync = promisify(ftruncate);
-function writeAsync(
+export const openAsync = promisify(open);
+export const closeAsync = promisify(close);
+export const fsyncAsync = promisify(fsync);
+export const ftruncateAsync = promisify(ftruncate);
+/** `fs.write` of `length` bytes of `buf` from `offset`, at `position`, as a promise. */
+export function writeAsync(
   fd: number,
   buf: Uint8Array,
   offset: number,

@@ -3,10 +3,9 @@
 // goes to the disk (with O_DIRECT where the filesystem allows, see direct-write.ts) while the
 // next one fills. `commit` pads the last block, cuts the file to its size, fsyncs it and renames
 // it into place, exactly like `save`.
-import { close, constants, fsync, ftruncate, open, write } from 'node:fs';
+import { constants } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
 import {
   alignedBuffer,
   DIRECT_ALIGN,
@@ -15,22 +14,21 @@ import {
   toForgeError,
 } from '@backupforge/common';
 import { errnoOf } from '../internal/errno.ts';
-import { directRefused, O_DIRECT, refuseDirect } from './direct-write.ts';
+import {
+  closeAsync,
+  directRefused,
+  fsyncAsync,
+  ftruncateAsync,
+  O_DIRECT,
+  openAsync,
+  refuseDirect,
+  writeAsync,
+} from './direct-write.ts';
 
 /** Bytes gathered per write. */
 const PIECE = 2 * 1024 * 1024;
 /** Aligned buffers kept for later uploads (two per upload in use). */
 const spare: Buffer[] = [];
-
-const openAsync = promisify(open);
-const closeAsync = promisify(close);
-const fsyncAsync = promisify(fsync);
-const ftruncateAsync = promisify(ftruncate);
-function writeAsync(fd: number, buf: Uint8Array, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    write(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
 
 /** What the upload needs from its backend. */
 export interface UploadPlace {
@@ -184,7 +182,7 @@ export class LocalUpload implements ObjectUpload {
     for (let done = 0; done < length; ) {
       let n: number;
       try {
-        n = await writeAsync(this.#fd!, buf.subarray(done), length - done, position + done);
+        n = await writeAsync(this.#fd!, buf, done, length - done, position + done);
       } catch (e) {
         if (!this.#direct || errnoOf(e) !== 'EINVAL') throw e;
         // Opened with O_DIRECT but the writes are refused: go on without it (the bytes written
