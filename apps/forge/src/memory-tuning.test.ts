@@ -20,7 +20,6 @@ describe('reexecPlan', () => {
     expect(plan?.args).toEqual([
       '/usr/bin/node',
       '--max-semi-space-size=2',
-      '--heap-growing-percent=25',
       '/opt/forge/main.js',
       '-r',
       '/srv/repo',
@@ -33,20 +32,6 @@ describe('reexecPlan', () => {
       MALLOC_ARENA_MAX: '2',
       [TUNED_ENV]: '1',
     });
-  });
-
-  it('lets the heaps grow less only where a backup runs', () => {
-    const argv = (...a: string[]) => ['/usr/bin/node', '/opt/forge/main.js', ...a];
-    const grows = (...a: string[]) =>
-      reexecPlan({ ...base, argv: argv(...a) })?.args.includes('--heap-growing-percent=25');
-    expect(grows('jobs', 'run', 'nightly')).toBe(true);
-    expect(grows('jobs', 'daemon')).toBe(true);
-    // The first command word decides: a restore into a directory named "backup" is a restore.
-    expect(grows('restore', 'latest', '--target', 'backup')).toBe(false);
-    expect(grows('check', '--read-data')).toBe(false);
-    expect(reexecPlan({ ...base, argv: argv('restore', 'latest', '--target', '/t') })?.args).toContain(
-      '--max-semi-space-size=2',
-    );
   });
 
   it('leaves other commands, a tuned process, other platforms and old Node alone', () => {
@@ -66,19 +51,14 @@ describe('reexecPlan', () => {
       execArgv: ['--max-semi-space-size=16'],
       env: { ...base.env, MALLOC_ARENA_MAX: '4', NODE_OPTIONS: '--max-old-space-size=512' },
     });
-    expect(plan?.args.slice(0, 4)).toEqual([
+    expect(plan?.args.slice(0, 3)).toEqual([
       '/usr/bin/node',
       '--max-semi-space-size=16',
-      '--heap-growing-percent=25',
       '/opt/forge/main.js',
     ]);
     expect(plan?.env.MALLOC_ARENA_MAX).toBe('4');
     const viaOptions = reexecPlan({ ...base, env: { ...base.env, NODE_OPTIONS: '--max-semi-space-size=8' } });
     expect(viaOptions?.args).not.toContain('--max-semi-space-size=2');
-    const ownGrowth = reexecPlan({ ...base, execArgv: ['--heap-growing-percent=50'] });
-    expect(ownGrowth?.args.filter((a) => a.startsWith('--heap-growing-percent'))).toEqual([
-      '--heap-growing-percent=50',
-    ]);
   });
 });
 

@@ -34,18 +34,6 @@ const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
  */
 const V8_FLAGS = ['--max-semi-space-size=2'];
 
-/**
- * V8, for the commands that back up (`backup`, and `jobs run`/`jobs daemon`, which run backups):
- * each heap may grow to 1.25× what its last full collection kept before the next one starts,
- * instead of V8's own factor (up to 4× on a machine with memory to spare). A backup's heaps hold
- * little that lives long (the data is in ArrayBuffers), and four isolates each kept room for
- * 2–3× their live objects: a half-size first backup peaked at 252–258 MiB instead of 275–280 MiB
- * in the same time. A restore allocates far more short-lived objects per second; there it cost
- * ~0.4 s more CPU per half-size restore, so it stays off.
- */
-const BACKUP_V8_FLAGS = ['--heap-growing-percent=25'];
-const BACKUP_COMMANDS = new Set(['backup', 'run', 'daemon']);
-
 export interface ReexecPlan {
   readonly args: string[];
   readonly env: Record<string, string>;
@@ -68,16 +56,14 @@ export function reexecPlan(p: {
   const script = p.argv[1];
   if (!script) return undefined;
   const rest = p.argv.slice(2);
-  const command = rest.find((a) => DATA_COMMANDS.has(a));
-  if (command === undefined) return undefined;
+  if (!rest.some((a) => DATA_COMMANDS.has(a))) return undefined;
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(p.env)) if (v !== undefined) env[k] = v;
   for (const [k, v] of Object.entries(MALLOC_ENV)) env[k] ??= v;
   env[TUNED_ENV] = '1';
   // The user's own heap flags (on the command line or in NODE_OPTIONS) win.
   const mine = `${p.execArgv.join(' ')} ${p.env.NODE_OPTIONS ?? ''}`;
-  const wanted = BACKUP_COMMANDS.has(command) ? [...V8_FLAGS, ...BACKUP_V8_FLAGS] : V8_FLAGS;
-  const flags = wanted.filter((f) => !mine.includes(f.slice(0, f.indexOf('='))));
+  const flags = V8_FLAGS.filter((f) => !mine.includes(f.slice(0, f.indexOf('='))));
   return { args: [p.execPath, ...p.execArgv, ...flags, script, ...rest], env };
 }
 
