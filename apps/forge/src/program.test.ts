@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -115,6 +115,45 @@ describe('runCli', () => {
     const io = fakeIo(env);
     expect(await runCli(['-r', repo, 'init'], { io })).toBe(ExitCode.FATAL);
     expect(io.err()).toMatch(/already exists/);
+  });
+
+  it('prune deletes the temporary files interrupted writes left an hour or more ago, and says so', async () => {
+    const repo = join(dir, 'repo');
+    const env = { FORGE_PASSWORD: 'pw' };
+    expect(await runCli(['-r', repo, 'init'], { io: fakeIo(env) })).toBe(0);
+    expect(await runCli(['-r', repo, 'backup', '.'], { io: fakeIo(env, dir) })).toBe(0);
+    const stale = [join(repo, 'data', '.tmp-0a0a0a'), join(repo, 'data', 'ab', '.tmp-0b0b0b')];
+    const fresh = join(repo, 'index', '.tmp-0c0c0c');
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await mkdir(join(repo, 'data', 'ab'), { recursive: true });
+    for (const f of stale) {
+      await writeFile(f, Buffer.alloc(1024));
+      await utimes(f, twoHoursAgo, twoHoursAgo);
+    }
+    await writeFile(fresh, 'a write in progress');
+    const there = (f: string) =>
+      access(f).then(
+        () => true,
+        () => false,
+      );
+
+    const dry = fakeIo(env);
+    expect(await runCli(['-r', repo, '--verbose', 'prune', '--dry-run'], { io: dry })).toBe(0);
+    expect(dry.out()).toContain(
+      'would delete 2 temporary files (2.00 KiB) that interrupted writes left behind',
+    );
+    for (const f of stale) expect(await there(f)).toBe(true);
+
+    const pruned = fakeIo(env);
+    expect(await runCli(['-r', repo, '--json', 'prune'], { io: pruned })).toBe(0);
+    expect(JSON.parse(pruned.out().trim().split('\n').at(-1)!)).toMatchObject({
+      message_type: 'summary',
+      temporary_files: 2,
+      temporary_bytes: 2048,
+    });
+    for (const f of stale) expect(await there(f)).toBe(false);
+    expect(await there(fresh)).toBe(true);
+    expect(await runCli(['-r', repo, 'check', '--read-data'], { io: fakeIo(env) })).toBe(0);
   });
 
   it('check, forget, repair index and key management', async () => {

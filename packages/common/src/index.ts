@@ -31,5 +31,6 @@ export type {
   ObjectType,
   ObjectUpload,
   StorageBackend,
+  TemporarySweep,
 } from './storage.ts';
 export { OBJECT_DIRS, OBJECT_TYPES, objectKey } from './storage.ts';

@@ -131,8 +131,26 @@ export interface StorageBackend {
    */
   createUpload?(type: 'pack'): Promise<ObjectUpload>;
 
+  /**
+   * Optional. Deletes the temporary files that interrupted writes left behind (a `save` or an
+   * upload in a process that was killed, or on a machine that lost power) and that were last
+   * modified more than `olderThanMs` ago; with `dryRun`, only counts them. MUST NOT touch an
+   * object, nor a temporary file modified more recently (a write in progress). Backends whose
+   * writes leave nothing behind (S3, REST) do not have it.
+   */
+  sweepTemporaries?(opts: {
+    readonly olderThanMs: number;
+    readonly dryRun?: boolean;
+  }): Promise<TemporarySweep>;
+
   /** Releases connections and file handles. Further calls are undefined. */
   close(): Promise<void>;
+}
+
+/** What `StorageBackend.sweepTemporaries` found (and, unless a dry run, deleted). */
+export interface TemporarySweep {
+  readonly files: number;
+  readonly bytes: number;
 }
 
 /** An object being written piece by piece (see `StorageBackend.createUpload`). */

@@ -20,7 +20,7 @@ export { CRASH_POINTS } from './internal/crash.ts';
 export type { LockInfo } from './lock.ts';
 export { isStale, listLocks, RepositoryLock } from './lock.ts';
 export type { PruneOptions, PrunePlan, PruneResult } from './prune.ts';
-export { prune } from './prune.ts';
+export { prune, STALE_TEMPORARY_MS } from './prune.ts';
 export type {
   RepairedSnapshot,
   RepairIndexOptions,

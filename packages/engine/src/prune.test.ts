@@ -1,4 +1,4 @@
-import type { ObjectType, StorageBackend } from '@backupforge/common';
+import { ForgeError, type ObjectType, type ProgressEvent, type StorageBackend } from '@backupforge/common';
 import { createMemoryBackend } from '@backupforge/storage/memory';
 import { describe, expect, it } from 'vitest';
 import { backup } from './backup.ts';
@@ -6,7 +6,7 @@ import { findSnapshot } from './browse.ts';
 import { checkRepository } from './check.ts';
 import { forget } from './forget.ts';
 import { RepositoryLock } from './lock.ts';
-import { prune } from './prune.ts';
+import { prune, STALE_TEMPORARY_MS } from './prune.ts';
 import { Repository } from './repository.ts';
 import { restore } from './restore.ts';
 import { memSource, memTarget, prng, sha, TEST_KDF } from './testing/memory-fixtures.ts';
@@ -163,5 +163,50 @@ describe('prune', () => {
     const rr = await restore(repo, await findSnapshot(repo, lateId!), t);
     expect(rr.errors).toEqual([]);
     expect(sha(t.out.get('data/a.bin')!.data!)).toBe(sha(A['/data/a.bin'].data));
+  });
+
+  it('has the backend delete stale temporary files (counted in a dry run); a failure is a warning', async () => {
+    const inner = await twoSnapshots();
+    const calls: { olderThanMs: number; dryRun?: boolean }[] = [];
+    let failure: Error | undefined;
+    const backend: StorageBackend = {
+      location: inner.location,
+      properties: () => inner.properties(),
+      create: () => inner.create(),
+      save: (h, d) => inner.save(h, d),
+      load: (h, r, i) => inner.load(h, r, i),
+      stat: (h) => inner.stat(h),
+      list: (t) => inner.list(t),
+      remove: (h) => inner.remove(h),
+      close: () => inner.close(),
+      sweepTemporaries: async (o) => {
+        calls.push({ ...o });
+        if (failure) throw failure;
+        return { files: 3, bytes: 4096 };
+      },
+    };
+    const dry = await prune(await open(backend), { dryRun: true });
+    expect(dry.temporaries).toEqual({ files: 3, bytes: 4096 });
+    const real = await prune(await open(backend));
+    expect(real.temporaries).toEqual({ files: 3, bytes: 4096 });
+    expect(calls).toEqual([
+      { olderThanMs: STALE_TEMPORARY_MS, dryRun: true },
+      { olderThanMs: STALE_TEMPORARY_MS, dryRun: false },
+    ]);
+    expect(STALE_TEMPORARY_MS).toBeGreaterThanOrEqual(60 * 60 * 1000);
+
+    failure = new ForgeError('FORGE_PERMISSION', 'permission denied: data/ab/.tmp-01');
+    const events: ProgressEvent[] = [];
+    const warned = await prune(await open(backend), { reporter: (e) => events.push(e) });
+    expect(warned.temporaries).toEqual({ files: 0, bytes: 0 });
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        type: 'warning',
+        code: 'FORGE_PERMISSION',
+        message: expect.stringContaining('permission denied: data/ab/.tmp-01'),
+      }),
+    );
+    // A backend without the method (memory) sweeps nothing.
+    expect((await prune(await open(inner))).temporaries).toEqual({ files: 0, bytes: 0 });
   });
 });

@@ -1,5 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ForgeError, type Reporter, silentReporter, toForgeError } from '@backupforge/common';
+import {
+  ForgeError,
+  type Reporter,
+  silentReporter,
+  type TemporarySweep,
+  toForgeError,
+} from '@backupforge/common';
 import { crashPoint } from './internal/crash.ts';
 import { isStale, listLocks, lockKind, RepositoryLock } from './lock.ts';
 import { blobsByPack, type IndexFile, type PackedBlob } from './master-index.ts';
@@ -45,7 +51,20 @@ export interface PruneResult {
   readonly bytesFreed: number;
   /** Packs not deleted this time because backups that might use them were still running. */
   readonly packsDeferred: number;
+  /**
+   * Temporary files that interrupted writes left in the repository (a process killed while it
+   * saved or uploaded), untouched for {@link STALE_TEMPORARY_MS}: deleted (counted in a dry run).
+   * Zero where the backend leaves none (S3, REST).
+   */
+  readonly temporaries: TemporarySweep;
 }
+
+/**
+ * A temporary file untouched this long belongs to no write in progress: a save rewrites its
+ * file within seconds, an upload appends to it at least every 2 MiB. Even a writer stalled past
+ * this only fails (its rename finds nothing): no index lists a pack before it is committed.
+ */
+export const STALE_TEMPORARY_MS = 60 * 60 * 1000;
 
 interface PackInfo {
   readonly id: string;
@@ -78,6 +97,7 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
     ? undefined
     : await RepositoryLock.acquire(repo.backend, { exclusive: false, kind: 'prune' });
   try {
+    const temporaries = await sweepTemporaries(repo, opts.dryRun ?? false, reporter);
     // --- mark
     const snapshots = await repo.listSnapshots();
     const seenSnapshots = new Set(snapshots.map((s) => s.id));
@@ -161,7 +181,7 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
       bytesToRepack: repack.reduce((a, p) => a + p.used, 0),
     };
     if (opts.dryRun || (remove.length === 0 && repack.length === 0 && unindexed.length === 0)) {
-      return { plan, packsDeleted: 0, bytesFreed: 0, packsDeferred: 0 };
+      return { plan, packsDeleted: 0, bytesFreed: 0, packsDeferred: 0, temporaries };
     }
 
     // --- repack: copy used blobs of sparse packs into new packs (durable, with their index)
@@ -240,7 +260,7 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
           code: 'FORGE_LOCK_CONFLICT',
           message: `backups are running: ${candidates.size} packs were kept this time; run prune again later`,
         });
-        return { plan, packsDeleted: 0, bytesFreed: 0, packsDeferred: candidates.size };
+        return { plan, packsDeleted: 0, bytesFreed: 0, packsDeferred: candidates.size, temporaries };
       }
       await sleep(2000);
     }
@@ -295,8 +315,32 @@ export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<
         });
       }
     }
-    return { plan, packsDeleted, bytesFreed, packsDeferred: 0 };
+    return { plan, packsDeleted, bytesFreed, packsDeferred: 0, temporaries };
   } finally {
     await lock?.release().catch(() => {});
   }
 }
+
+/** Deletes (counts, in a dry run) stale temporary files; a failure is a warning, not the end of prune. */
+async function sweepTemporaries(
+  repo: Repository,
+  dryRun: boolean,
+  reporter: Reporter,
+): Promise<TemporarySweep> {
+  try {
+    return (
+      (await repo.backend.sweepTemporaries?.({ olderThanMs: STALE_TEMPORARY_MS, dryRun })) ?? NO_TEMPORARIES
+    );
+  } catch (e) {
+    const fe = toForgeError(e);
+    reporter({
+      type: 'warning',
+      phase: 'check',
+      code: fe.code,
+      message: `temporary files of interrupted writes could not be removed: ${fe.message}`,
+    });
+    return NO_TEMPORARIES;
+  }
+}
+
+const NO_TEMPORARIES: TemporarySweep = Object.freeze({ files: 0, bytes: 0 });

@@ -44,6 +44,8 @@ export async function runPrune(ctx: Context, repo: Repository, opts: PruneComman
     packs_deleted: r.packsDeleted,
     bytes_freed: r.bytesFreed,
     packs_deferred: r.packsDeferred,
+    temporary_files: r.temporaries.files,
+    temporary_bytes: r.temporaries.bytes,
   });
   ctx.out.info(
     `${p.snapshots} snapshots use ${p.usedBlobs} blobs (${formatBytes(p.usedBytes)}); ${formatBytes(p.unusedBytes)} in indexed packs is unused`,
@@ -51,6 +53,11 @@ export async function runPrune(ctx: Context, repo: Repository, opts: PruneComman
   ctx.out.info(
     `packs: keep ${p.packs.keep}, repack ${p.packs.repack} (${formatBytes(p.bytesToRepack)} to copy), remove ${p.packs.remove}, unindexed ${p.packs.unindexed}; ${formatBytes(p.bytesToDelete)} to delete`,
   );
+  const t = r.temporaries;
+  if (t.files > 0)
+    ctx.out.info(
+      `${opts.dryRun ? 'would delete' : 'deleted'} ${t.files} temporary files (${formatBytes(t.bytes)}) that interrupted writes left behind`,
+    );
   if (opts.dryRun) ctx.out.info('dry run: nothing was changed');
   else if (r.packsDeferred > 0)
     ctx.out.info(`${r.packsDeferred} packs were kept because backups are running; run prune again later`);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ObjectHandle, StorageBackend } from '@backupforge/common';
@@ -196,5 +196,24 @@ describe('piece-by-piece uploads through decorators', () => {
     expect(composeBackend(local, { limits: { uploadKiBps: 1024 } }).createUpload).toBeUndefined();
     expect(composeBackend(local, { connections: 2 }).createUpload).toBeUndefined();
     expect(composeBackend(createMemoryBackend(), {}).createUpload).toBeUndefined();
+  });
+
+  it('pass sweepTemporaries through every decorator to the backend that has it', async () => {
+    const { createLocalBackend } = await import('../local/local-backend.ts');
+    const root = join(dir, 'repo');
+    const stack = composeBackend(createLocalBackend({ path: root }), {
+      retry: { sleep: async () => {} },
+      cacheDir: join(dir, 'cache'),
+      limits: { uploadKiBps: 1024 },
+      connections: 2,
+    });
+    await stack.create();
+    await writeFile(join(root, 'data', '.tmp-0f0f'), 'stale');
+    const then = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await utimes(join(root, 'data', '.tmp-0f0f'), then, then);
+    expect(await stack.sweepTemporaries!({ olderThanMs: 60 * 60 * 1000 })).toEqual({ files: 1, bytes: 5 });
+    expect(await readdir(join(root, 'data'))).toEqual([]);
+    expect(composeBackend(createMemoryBackend(), { retry: {} }).sweepTemporaries).toBeUndefined();
+    await stack.close();
   });
 });

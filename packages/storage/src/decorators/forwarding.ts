@@ -6,6 +6,7 @@ import type {
   ObjectType,
   ObjectUpload,
   StorageBackend,
+  TemporarySweep,
 } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes } from '@backupforge/common';
 
@@ -20,6 +21,11 @@ export abstract class ForwardingBackend implements StorageBackend {
    * must see every byte saved: it then gets whole packs through `save`).
    */
   readonly createUpload?: (type: 'pack') => Promise<ObjectUpload>;
+  /** Forwarded when `inner` has it. */
+  readonly sweepTemporaries?: (opts: {
+    readonly olderThanMs: number;
+    readonly dryRun?: boolean;
+  }) => Promise<TemporarySweep>;
 
   constructor(inner: StorageBackend, opts: { uploads?: boolean } = {}) {
     if (inner === null || typeof inner !== 'object') {
@@ -28,6 +34,9 @@ export abstract class ForwardingBackend implements StorageBackend {
     this.inner = inner;
     if (opts.uploads !== false && typeof inner.createUpload === 'function') {
       this.createUpload = (type) => inner.createUpload!(type);
+    }
+    if (typeof inner.sweepTemporaries === 'function') {
+      this.sweepTemporaries = (o) => inner.sweepTemporaries!(o);
     }
   }
 

@@ -6,6 +6,7 @@ import type { ForgeErrorCode, StorageBackend } from '@backupforge/common';
 import { isForgeError } from '@backupforge/common';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { collect, describeBackend, hexName } from '../testing/describe-backend.ts';
+import { rawFileAccess } from '../testing/raw-files.ts';
 import { createLocalBackend } from './local-backend.ts';
 
 describeBackend(
@@ -16,9 +17,10 @@ describeBackend(
       // A subdirectory, so create() has to make the repository root too.
       backend: createLocalBackend({ path: join(base, 'repo') }),
       cleanup: () => rm(base, { recursive: true, force: true }),
+      raw: rawFileAccess(join(base, 'repo')),
     };
   },
-  { uploads: true },
+  { uploads: true, temporaries: true },
 );
 
 describe('local backend', () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Dirent, Stats } from 'node:fs';
 import { close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type {
@@ -13,6 +13,7 @@ import type {
   ObjectType,
   ObjectUpload,
   StorageBackend,
+  TemporarySweep,
 } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey, toForgeError } from '@backupforge/common';
 import { checkHandle, checkRange, checkType } from '../internal/check-handle.ts';
@@ -277,6 +278,44 @@ class LocalBackend implements StorageBackend {
       if (errnoOf(e) === 'ENOENT') return;
       throw toForgeError(e, `cannot remove ${file}`);
     }
+  }
+
+  /**
+   * Deletes `.tmp-*` files (of `save` and of uploads) last modified more than `olderThanMs` ago,
+   * in the repository directory, every type directory and every `data/<xx>/`.
+   */
+  async sweepTemporaries(opts: {
+    readonly olderThanMs: number;
+    readonly dryRun?: boolean;
+  }): Promise<TemporarySweep> {
+    const before = Date.now() - opts.olderThanMs;
+    const dirs = [this.#root, ...Object.values(TYPE_DIRS).map((d) => join(this.#root, d))];
+    const packDir = join(this.#root, TYPE_DIRS.pack);
+    for (const e of (await readDirIfExists(packDir)) ?? []) {
+      if (!e.name.startsWith('.') && e.isDirectory()) dirs.push(join(packDir, e.name));
+    }
+    let files = 0;
+    let bytes = 0;
+    for (const dir of dirs) {
+      for (const e of (await readDirIfExists(dir)) ?? []) {
+        if (!e.name.startsWith(TEMP_PREFIX) || !e.isFile()) continue;
+        const path = join(dir, e.name);
+        // Gone meanwhile (committed or aborted), or being written: not stale.
+        const st = await lstat(path).catch(() => undefined);
+        if (st === undefined || !st.isFile() || st.mtimeMs > before) continue;
+        if (!opts.dryRun) {
+          try {
+            await unlink(path);
+          } catch (err) {
+            if (errnoOf(err) === 'ENOENT') continue;
+            throw toForgeError(err, `cannot remove ${path}`);
+          }
+        }
+        files++;
+        bytes += st.size;
+      }
+    }
+    return { files, bytes };
   }
 
   async close(): Promise<void> {

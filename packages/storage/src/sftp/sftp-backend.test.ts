@@ -8,6 +8,7 @@ import { isForgeError } from '@backupforge/common';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openBackend } from '../open-backend.ts';
 import { collect, describeBackend, hexName } from '../testing/describe-backend.ts';
+import { rawFileAccess } from '../testing/raw-files.ts';
 import { fingerprint } from './known-hosts.ts';
 import type { SftpBackendOptions } from './sftp-backend.ts';
 import { createSftpBackend } from './sftp-backend.ts';
@@ -47,13 +48,18 @@ async function serverKey(): Promise<{ type: string; base64: string }> {
 }
 
 describe.skipIf(!enabled)('sftp backend against OpenSSH', () => {
-  describeBackend('sftp', async () => {
-    const base = await scratch();
-    return {
-      backend: createSftpBackend(options(join(base, 'repo'))),
-      cleanup: () => rm(base, { recursive: true, force: true }),
-    };
-  });
+  describeBackend(
+    'sftp',
+    async () => {
+      const base = await scratch();
+      return {
+        backend: createSftpBackend(options(join(base, 'repo'))),
+        cleanup: () => rm(base, { recursive: true, force: true }),
+        raw: rawFileAccess(join(base, 'repo')),
+      };
+    },
+    { temporaries: true },
+  );
 
   describe('repository layout and operations', () => {
     let base: string;

@@ -8,6 +8,7 @@ import type {
   ObjectInfo,
   ObjectType,
   StorageBackend,
+  TemporarySweep,
 } from '@backupforge/common';
 import { ForgeError, ForgeErrorCodes, OBJECT_DIRS, objectKey } from '@backupforge/common';
 import type { FileEntryWithStats, Stats } from 'ssh2';
@@ -289,6 +290,45 @@ class SftpBackend implements StorageBackend {
       if (code(e) === SFTP_STATUS.NO_SUCH_FILE) return;
       throw sftpError(e, 'remove', file, s.where);
     }
+  }
+
+  /**
+   * Deletes `.tmp-*` files of interrupted saves last modified more than `olderThanMs` ago (by
+   * the server's clock and this machine's: keep `olderThanMs` well above any clock skew), in the
+   * repository directory, every type directory and every `data/<xx>/`.
+   */
+  async sweepTemporaries(opts: {
+    readonly olderThanMs: number;
+    readonly dryRun?: boolean;
+  }): Promise<TemporarySweep> {
+    const before = (Date.now() - opts.olderThanMs) / 1000;
+    const dirs = [this.#root, ...Object.values(TYPE_DIRS).map((d) => posix.join(this.#root, d))];
+    const packDir = posix.join(this.#root, TYPE_DIRS.pack);
+    for (const e of await this.#readdirIfExists(packDir)) {
+      if (!e.filename.startsWith('.') && modeType(e.attrs.mode) === S_IFDIR)
+        dirs.push(posix.join(packDir, e.filename));
+    }
+    let files = 0;
+    let bytes = 0;
+    for (const dir of dirs) {
+      for (const e of await this.#readdirIfExists(dir)) {
+        if (!e.filename.startsWith(TEMP_PREFIX) || modeType(e.attrs.mode) !== S_IFREG) continue;
+        if (!(e.attrs.mtime < before)) continue;
+        if (!opts.dryRun) {
+          const path = posix.join(dir, e.filename);
+          const s = await this.#sftp();
+          try {
+            await s.unlink(path);
+          } catch (err) {
+            if (code(err) === SFTP_STATUS.NO_SUCH_FILE) continue;
+            throw sftpError(err, 'remove', path, s.where);
+          }
+        }
+        files++;
+        bytes += e.attrs.size;
+      }
+    }
+    return { files, bytes };
   }
 
   async close(): Promise<void> {

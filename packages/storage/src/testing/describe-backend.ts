@@ -14,6 +14,15 @@ export interface BackendFixture {
   readonly backend: StorageBackend;
   /** Removes whatever the backend left behind (temporary directories, buckets). */
   readonly cleanup?: () => Promise<void>;
+  /**
+   * For backends with `sweepTemporaries`: writes a file at `path` (relative to the repository
+   * root, `/`-separated) behind the backend's back, last modified `ageMs` ago, as a process
+   * killed mid-write would have left it; and says whether a file is still there.
+   */
+  readonly raw?: {
+    write(path: string, data: string, ageMs: number): Promise<void>;
+    exists(path: string): Promise<boolean>;
+  };
 }
 
 /**
@@ -34,6 +43,8 @@ export function describeBackend(
   opts: {
     /** The backend has `createUpload` (an optional method): test it too. */
     readonly uploads?: boolean;
+    /** The backend has `sweepTemporaries` (optional) and the fixture `raw` access: test it too. */
+    readonly temporaries?: boolean;
   } = {},
 ): void {
   describe(`StorageBackend conformance: ${name}`, () => {
@@ -338,6 +349,46 @@ export function describeBackend(
           }
           await Promise.all(objects.map(({ handle }, i) => uploads[i]!.commit(handle)));
           for (const { handle, data } of objects) expectBytes(await backend.load(handle), data);
+        });
+      });
+    }
+
+    // Only for backends whose interrupted writes leave files behind (the method is optional).
+    if (opts.temporaries === true) {
+      describe('sweepTemporaries', () => {
+        const HOUR = 60 * 60 * 1000;
+        it('deletes stale temporary files in every directory, and nothing else', async () => {
+          const sweep = backend.sweepTemporaries?.bind(backend);
+          const raw = fixture?.raw;
+          if (!sweep || !raw)
+            return expect.fail(`${name} has no sweepTemporaries, or its fixture no raw access`);
+          const pack = handleOf('pack');
+          await backend.save(pack, bytes(100, 50));
+          const snapshot = handleOf('snapshot');
+          await backend.save(snapshot, bytes(10, 51));
+          const dir = pack.name.slice(0, 2);
+          const stale = [
+            '.tmp-00aa',
+            'keys/.tmp-01bb',
+            'data/.tmp-02cc',
+            `data/${dir}/.tmp-03dd`,
+            'locks/.tmp-04ee',
+          ];
+          const fresh = ['snapshots/.tmp-05ff', `data/${dir}/.tmp-0600`];
+          for (const [i, p] of stale.entries()) await raw.write(p, 'x'.repeat(10 + i), 2 * HOUR);
+          for (const p of fresh) await raw.write(p, 'partial', 60_000);
+          // Not temporary files of this backend: a dot file, and an old file named like an object.
+          await raw.write('snapshots/.keep', 'x', 2 * HOUR);
+
+          expect(await sweep({ olderThanMs: HOUR, dryRun: true })).toEqual({ files: 5, bytes: 60 });
+          for (const p of stale) expect(await raw.exists(p)).toBe(true);
+
+          expect(await sweep({ olderThanMs: HOUR })).toEqual({ files: 5, bytes: 60 });
+          for (const p of stale) expect(await raw.exists(p)).toBe(false);
+          for (const p of [...fresh, 'snapshots/.keep']) expect(await raw.exists(p)).toBe(true);
+          expectBytes(await backend.load(pack), bytes(100, 50));
+          expect(await collect(backend.list('snapshot'))).toEqual([{ name: snapshot.name, size: 10 }]);
+          expect(await sweep({ olderThanMs: HOUR })).toEqual({ files: 0, bytes: 0 });
         });
       });
     }

@@ -7,6 +7,7 @@
 //
 // FORGE_CRASH_ITERATIONS=500 for the nightly run; FORGE_CRASH_SEED=<n> replays a run.
 import { spawn } from 'node:child_process';
+import { readdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanEnv, FORGE_BIN, jsonLines, REPO_ROOT, tempDir } from '../support/cli.ts';
@@ -205,8 +206,23 @@ describe('kill -9 during backup (reliability scenario 1)', () => {
       expect(removed.map((l) => l.id).sort()).toEqual(staleLocks);
       expect(await objectNames(repo, 'locks')).toEqual([]);
 
+      // The killed runs' temporary files (a pack being streamed, a save in flight): never listed,
+      // and `forge prune` deletes them once nobody has touched them for an hour.
+      const temps = await temporaryFiles(repo);
+      const hourAgo = new Date(Date.now() - 61 * 60 * 1000);
+      for (const f of temps) await utimes(f, hourAgo, hourAgo);
+      const p = await forgeRun(['prune', '-r', repo, '--json']);
+      commands++;
+      expect(p.code, p.stderr).toBe(0);
+      const pruned = jsonLines(p.stdout).find((l) => l.message_type === 'summary')!;
+      expect(pruned.temporary_files, 'prune deleted every temporary file the kills left').toBe(temps.length);
+      expect(await temporaryFiles(repo)).toEqual([]);
+      await expectCleanCheck(repo, `after prune (seed ${seed})`, true);
+      await expectCliRestore(repo, finId, src, target, committed.get(finId)!, 'final snapshot after prune');
+      commands += 2;
+
       console.log(
-        `[kill-9] seed ${seed}: ${ITERATIONS} iterations, ${stats.killed} killed (${stats.killedAfterCommit} after the snapshot was saved), ${stats.completed} finished first; modes ${JSON.stringify(modes)}; up to ${stats.maxUnreferenced} unreferenced packs, ${finalSum.unreferencedPacks} at the end; ${staleLocks.length} stale locks; ${commands} forge commands`,
+        `[kill-9] seed ${seed}: ${ITERATIONS} iterations, ${stats.killed} killed (${stats.killedAfterCommit} after the snapshot was saved), ${stats.completed} finished first; modes ${JSON.stringify(modes)}; up to ${stats.maxUnreferenced} unreferenced packs, ${finalSum.unreferencedPacks} at the end; ${staleLocks.length} stale locks; ${temps.length} temporary files left; ${commands} forge commands`,
       );
       // Not vacuous: most runs were really killed.
       expect(stats.killed, 'runs really killed').toBeGreaterThanOrEqual(Math.ceil(ITERATIONS * 0.4));
@@ -214,3 +230,12 @@ describe('kill -9 during backup (reliability scenario 1)', () => {
     ITERATIONS * 8_000 + 180_000,
   );
 });
+
+/** Every `.tmp-*` file anywhere in the repository directory. */
+async function temporaryFiles(repo: string): Promise<string[]> {
+  const all = await readdir(repo, { recursive: true, withFileTypes: true });
+  return all
+    .filter((e) => e.isFile() && e.name.startsWith('.tmp-'))
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+}
