@@ -137,6 +137,17 @@ describe('runCli', () => {
         () => false,
       );
 
+    // check counts them (a note, not an error) and leaves them.
+    const checked = fakeIo(env);
+    expect(await runCli(['-r', repo, '--json', 'check'], { io: checked })).toBe(0);
+    const lines = checked
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ message_type: 'summary', ok: true, temporaryFiles: 2 });
+    expect(lines.find((l) => l.kind === 'temporary-files')).toMatchObject({ severity: 'note' });
+
     const dry = fakeIo(env);
     expect(await runCli(['-r', repo, '--verbose', 'prune', '--dry-run'], { io: dry })).toBe(0);
     expect(dry.out()).toContain(

@@ -16,6 +16,7 @@ import type { PackVerdict } from './internal/verify-pack.ts';
 import { createBlobProcessor, workerCount } from './internal/worker-pool.ts';
 import { blobsByPack, type IndexFile, type PackedBlob } from './master-index.ts';
 import { packBufferBytes } from './pack-writer.ts';
+import { STALE_TEMPORARY_MS } from './prune.ts';
 import type { Repository } from './repository.ts';
 
 export interface CheckOptions {
@@ -39,6 +40,7 @@ export type FindingKind =
   | 'blob-missing'
   | 'tree-damaged'
   | 'pack-unreferenced'
+  | 'temporary-files'
   | 'blob-duplicate'
   | 'key-damaged';
 
@@ -62,6 +64,8 @@ export interface CheckResult {
     readonly packs: number;
     readonly indexFiles: number;
     readonly unreferencedPacks: number;
+    /** Temporary files that interrupted writes left, untouched for an hour (`prune` deletes them). */
+    readonly temporaryFiles: number;
     readonly packsRead: number;
     readonly blobsRead: number;
   };
@@ -247,6 +251,29 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       });
     }
   }
+  let temporaryFiles = 0;
+  try {
+    const t = await repo.backend.sweepTemporaries?.({ olderThanMs: STALE_TEMPORARY_MS, dryRun: true });
+    if (t && t.files > 0) {
+      temporaryFiles = t.files;
+      add({
+        severity: 'note',
+        kind: 'temporary-files',
+        code: 'FORGE_NOT_FOUND',
+        object: repo.backend.location,
+        message: `${t.files} temporary file${t.files === 1 ? '' : 's'} (${t.bytes} bytes) left by interrupted writes, untouched for an hour (prune removes them)`,
+      });
+    }
+  } catch (e) {
+    const fe = toForgeError(e);
+    add({
+      severity: 'warning',
+      kind: 'temporary-files',
+      code: fe.code,
+      object: repo.backend.location,
+      message: `temporary files of interrupted writes could not be counted: ${fe.message}`,
+    });
+  }
 
   // 3. Snapshots and everything they reach.
   const snapNames: string[] = [];
@@ -374,6 +401,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
       packs: packSizes.size,
       indexFiles: indexNames.length,
       unreferencedPacks,
+      temporaryFiles,
       packsRead,
       blobsRead,
     },

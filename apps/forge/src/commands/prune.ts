@@ -56,7 +56,7 @@ export async function runPrune(ctx: Context, repo: Repository, opts: PruneComman
   const t = r.temporaries;
   if (t.files > 0)
     ctx.out.info(
-      `${opts.dryRun ? 'would delete' : 'deleted'} ${t.files} temporary files (${formatBytes(t.bytes)}) that interrupted writes left behind`,
+      `${opts.dryRun ? 'would delete' : 'deleted'} ${t.files} temporary file${t.files === 1 ? '' : 's'} (${formatBytes(t.bytes)}) that interrupted writes left behind`,
     );
   if (opts.dryRun) ctx.out.info('dry run: nothing was changed');
   else if (r.packsDeferred > 0)

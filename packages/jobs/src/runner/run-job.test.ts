@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repository } from '@backupforge/engine';
@@ -130,11 +130,20 @@ describe('runJob', () => {
     expect(first.facts.snapshotId).toMatch(/^[0-9a-f]{64}$/);
 
     await writeFile(join(h.src, 'a.txt'), 'changed\n');
+    // A temporary file a killed writer left two hours ago: the prune step deletes it.
+    const stale = join(h.base, 'repo', 'data', '.tmp-0123abcd');
+    await writeFile(stale, 'partial pack');
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await utimes(stale, twoHoursAgo, twoHoursAgo);
     const second = await runJob({ config: h.config, job: 'home', deps: h.deps, stateDir: h.base });
     expect(second.exitCode).toBe(0);
     expect(second.facts.filesChanged).toBe(1);
     expect(second.steps.map((s) => s.step)).toEqual(['backup', 'forget', 'prune', 'check']);
     expect(second.steps.find((s) => s.step === 'forget')?.detail).toBe('removed 1');
+    expect(second.steps.find((s) => s.step === 'prune')?.detail).toMatch(
+      /bytes freed; 1 temporary file of interrupted writes \(12 bytes\) deleted$/,
+    );
+    await expect(access(stale)).rejects.toThrow();
 
     // Retention kept one snapshot: the newest.
     const repo = await Repository.open(createLocalBackend({ path: join(h.base, 'repo') }), {

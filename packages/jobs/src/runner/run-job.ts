@@ -339,9 +339,10 @@ async function backupSteps(
     ctx.steps.push({ step: 'forget', ok: true, detail: `removed ${r.removed.length}` });
     if (job.prune && r.removed.length > 0) {
       const p = await prune(repo, { reporter });
-      const freed = p.bytesFreed;
-      ctx.log(`prune: ${freed} bytes freed`);
-      ctx.steps.push({ step: 'prune', ok: true, detail: `${freed} bytes freed` });
+      const t = p.temporaries;
+      const detail = `${p.bytesFreed} bytes freed${t.files > 0 ? `; ${t.files} temporary file${t.files === 1 ? '' : 's'} of interrupted writes (${t.bytes} bytes) deleted` : ''}`;
+      ctx.log(`prune: ${detail}`);
+      ctx.steps.push({ step: 'prune', ok: true, detail });
     }
   }
   if (job.check) {
