@@ -11,7 +11,7 @@ import { sealBlob } from './format/blob-codec.ts';
 import { createBlobProcessor } from './internal/worker-pool.ts';
 import { PackWriter } from './pack-writer.ts';
 import { Repository } from './repository.ts';
-import { prng, TEST_KDF } from './testing/memory-fixtures.ts';
+import { forwardingTo, prng, TEST_KDF } from './testing/memory-fixtures.ts';
 
 const MiB = 1024 * 1024;
 
@@ -88,16 +88,8 @@ describe('PackWriter', () => {
 function uploadingBackend(failAt = 0) {
   const inner = createMemoryBackend();
   const log = { started: 0, committed: 0, aborted: 0, writes: 0 };
-  const backend: StorageBackend = {
+  const backend = forwardingTo(inner, {
     location: 'memory+upload:',
-    properties: () => inner.properties(),
-    create: () => inner.create(),
-    save: (h, d) => inner.save(h, d),
-    load: (h, r, i) => inner.load(h, r, i),
-    stat: (h) => inner.stat(h),
-    list: (t) => inner.list(t),
-    remove: (h) => inner.remove(h),
-    close: () => inner.close(),
     async createUpload(): Promise<ObjectUpload> {
       log.started++;
       const parts: Uint8Array[] = [];
@@ -119,7 +111,7 @@ function uploadingBackend(failAt = 0) {
         },
       };
     },
-  };
+  });
   return { backend, log };
 }
 

@@ -9,7 +9,7 @@ import { RepositoryLock } from './lock.ts';
 import { prune, STALE_TEMPORARY_MS } from './prune.ts';
 import { Repository } from './repository.ts';
 import { restore } from './restore.ts';
-import { memSource, memTarget, prng, sha, TEST_KDF } from './testing/memory-fixtures.ts';
+import { forwardingTo, memSource, memTarget, prng, sha, TEST_KDF } from './testing/memory-fixtures.ts';
 
 async function names(b: StorageBackend, t: ObjectType): Promise<string[]> {
   const out: string[] = [];
@@ -169,22 +169,13 @@ describe('prune', () => {
     const inner = await twoSnapshots();
     const calls: { olderThanMs: number; dryRun?: boolean }[] = [];
     let failure: Error | undefined;
-    const backend: StorageBackend = {
-      location: inner.location,
-      properties: () => inner.properties(),
-      create: () => inner.create(),
-      save: (h, d) => inner.save(h, d),
-      load: (h, r, i) => inner.load(h, r, i),
-      stat: (h) => inner.stat(h),
-      list: (t) => inner.list(t),
-      remove: (h) => inner.remove(h),
-      close: () => inner.close(),
+    const backend = forwardingTo(inner, {
       sweepTemporaries: async (o) => {
         calls.push({ ...o });
         if (failure) throw failure;
         return { files: 3, bytes: 4096 };
       },
-    };
+    });
     const dry = await prune(await open(backend), { dryRun: true });
     expect(dry.temporaries).toEqual({ files: 3, bytes: 4096 });
     const real = await prune(await open(backend));

@@ -8,6 +8,7 @@ import type {
   RestoreFileWriter,
   RestoreTarget,
   SourceEvent,
+  StorageBackend,
 } from '@backupforge/common';
 import { ForgeError } from '@backupforge/common';
 
@@ -207,3 +208,22 @@ export { randomBytes };
 
 /** Fast KDF settings for tests (the minimum the format accepts). */
 export const TEST_KDF = { memoryKiB: 8192, iterations: 1, parallelism: 1 } as const;
+
+/**
+ * A backend that forwards every required method to `inner` and adds (or replaces) `extra`:
+ * for tests of the optional methods (`createUpload`, `sweepTemporaries`) over a memory backend.
+ */
+export function forwardingTo(inner: StorageBackend, extra: Partial<StorageBackend>): StorageBackend {
+  return {
+    location: inner.location,
+    properties: () => inner.properties(),
+    create: () => inner.create(),
+    save: (h, d) => inner.save(h, d),
+    load: (h, r, i) => inner.load(h, r, i),
+    stat: (h) => inner.stat(h),
+    list: (t) => inner.list(t),
+    remove: (h) => inner.remove(h),
+    close: () => inner.close(),
+    ...extra,
+  };
+}
