@@ -60,8 +60,8 @@ export interface PruneResult {
 }
 
 /**
- * A temporary file untouched this long belongs to no write in progress: a save rewrites its
- * file within seconds, an upload appends to it at least every 2 MiB. Even a writer stalled past
+ * A temporary file untouched this long belongs to no write in progress: a save writes its file
+ * within seconds, an upload writes to it every 2 MiB of pack data. Even a writer stalled past
  * this only fails (its rename finds nothing): no index lists a pack before it is committed.
  */
 export const STALE_TEMPORARY_MS = 60 * 60 * 1000;
@@ -337,7 +337,7 @@ async function sweepTemporaries(
       type: 'warning',
       phase: 'check',
       code: fe.code,
-      message: `temporary files of interrupted writes could not be removed: ${fe.message}`,
+      message: `temporary files of interrupted writes could not be ${dryRun ? 'counted' : 'removed'}: ${fe.message}`,
     });
     return NO_TEMPORARIES;
   }
