@@ -16,6 +16,7 @@ it('public API surface (changes here are API changes: add a changeset)', async (
       "PROGRAM_VERSION",
       "Repository",
       "RepositoryLock",
+      "STALE_TEMPORARY_MS",
       "applyPolicy",
       "backup",
       "checkRepository",
