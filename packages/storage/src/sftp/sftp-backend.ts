@@ -262,21 +262,28 @@ class SftpBackend implements StorageBackend {
     const subdirs = (await this.#readdirIfExists(typeDir))
       .filter((e) => !e.filename.startsWith('.') && modeType(e.attrs.mode) === S_IFDIR)
       .map((e) => posix.join(typeDir, e.filename));
-    // Read up to `connections` directories ahead: over a WAN, 256 sequential readdirs add up.
+    for await (const [dir, entries] of this.#readdirsAhead(subdirs)) yield* await this.#filesOf(dir, entries);
+  }
+
+  /**
+   * Each of `dirs` with its entries, in order, reading up to `connections` directories ahead:
+   * over a WAN, 256 sequential readdirs add up.
+   */
+  async *#readdirsAhead(dirs: readonly string[]): AsyncIterable<[string, FileEntryWithStats[]]> {
     const pending: Promise<FileEntryWithStats[]>[] = [];
     let started = 0;
     const startNext = () => {
-      if (started < subdirs.length) {
-        const p = this.#readdirIfExists(subdirs[started++]!);
+      if (started < dirs.length) {
+        const p = this.#readdirIfExists(dirs[started++]!);
         p.catch(() => {}); // handled when its turn comes; never an unhandled rejection
         pending.push(p);
       }
     };
     for (let i = 0; i < this.#connections; i++) startNext();
-    for (let i = 0; i < subdirs.length; i++) {
+    for (let i = 0; i < dirs.length; i++) {
       const entries = await pending[i]!;
       startNext();
-      yield* await this.#filesOf(subdirs[i]!, entries);
+      yield [dirs[i]!, entries];
     }
   }
 
@@ -310,8 +317,8 @@ class SftpBackend implements StorageBackend {
     }
     let files = 0;
     let bytes = 0;
-    for (const dir of dirs) {
-      for (const e of await this.#readdirIfExists(dir)) {
+    for await (const [dir, entries] of this.#readdirsAhead(dirs)) {
+      for (const e of entries) {
         if (!e.filename.startsWith(TEMP_PREFIX) || modeType(e.attrs.mode) !== S_IFREG) continue;
         if (!(e.attrs.mtime < before)) continue;
         if (!opts.dryRun) {
