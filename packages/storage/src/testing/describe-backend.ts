@@ -377,7 +377,7 @@ export function describeBackend(
           const fresh = ['snapshots/.tmp-05ff', `data/${dir}/.tmp-0600`];
           for (const [i, p] of stale.entries()) await raw.write(p, 'x'.repeat(10 + i), 2 * HOUR);
           for (const p of fresh) await raw.write(p, 'partial', 60_000);
-          // Not temporary files of this backend: a dot file, and an old file named like an object.
+          // Not a temporary file of this backend: an old dot file with another prefix.
           await raw.write('snapshots/.keep', 'x', 2 * HOUR);
 
           expect(await sweep({ olderThanMs: HOUR, dryRun: true })).toEqual({ files: 5, bytes: 60 });
